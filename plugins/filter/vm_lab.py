@@ -105,6 +105,31 @@ def lab_node_specs(hosts, hostvars, lab):
     return specs
 
 
+def lab_mgmt_dhcp(specs, mgmt_address):
+    """DHCP settings of the management network: a fixed lease per node.
+
+    The range is the top of the subnet, below the broadcast address, and only serves
+    a guest whose MAC is not listed; node addresses inside it are rejected so a
+    stranger can never be handed a node's address.
+    """
+    network = ipaddress.ip_interface(str(mgmt_address)).network
+    size = min(16, network.num_addresses // 4)
+    start, end = network.broadcast_address - size, network.broadcast_address - 1
+    hosts = []
+    for spec in specs:
+        if start <= ipaddress.ip_address(spec["ip"]) <= end:
+            raise AnsibleFilterError(
+                f"host {spec['host']}: ansible_host: {spec['ip']} lies in the management network's "
+                f"dynamic range {start}-{end}; pick an address below {start}")
+        hosts.append({"mac": spec["nics"][0]["mac"], "ip": spec["ip"], "name": spec["host"]})
+    return {"dhcp_range": {"start": str(start), "end": str(end)}, "dhcp_hosts": hosts}
+
+
 class FilterModule:
     def filters(self):
-        return {"lab_mac": lab_mac, "lab_uuid": lab_uuid, "lab_node_specs": lab_node_specs}
+        return {
+            "lab_mac": lab_mac,
+            "lab_uuid": lab_uuid,
+            "lab_node_specs": lab_node_specs,
+            "lab_mgmt_dhcp": lab_mgmt_dhcp,
+        }

@@ -1,0 +1,37 @@
+# Copyright: aicluster.lab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Figures from the summary that ping (iputils or busybox) prints at its end."""
+
+from __future__ import annotations
+
+import re
+
+_COUNTS = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
+_LOSS = re.compile(r"([\d.]+)% packet loss")
+_RTT = re.compile(r"(?:rtt|round-trip) min/avg/max(?:/mdev)? = ([\d.]+)/([\d.]+)/([\d.]+)(?:/([\d.]+))? ms")
+
+
+def parse_ping_summary(text):
+    """Return sent, received, loss_pct and, when any reply came, the RTTs in ms.
+
+    Returns an empty dict when the text holds no summary (ping could not start),
+    so a caller can tell 'no figures' from 'all lost'.
+    """
+    counts = _COUNTS.search(text or "")
+    if not counts:
+        return {}
+    sent, received = int(counts.group(1)), int(counts.group(2))
+    loss = _LOSS.search(text)
+    figures = {
+        "sent": sent,
+        "received": received,
+        "loss_pct": float(loss.group(1)) if loss else (100.0 * (sent - received) / sent if sent else 0.0),
+    }
+    rtt = _RTT.search(text)
+    if rtt:
+        figures["rtt_min_ms"] = float(rtt.group(1))
+        figures["rtt_avg_ms"] = float(rtt.group(2))
+        figures["rtt_max_ms"] = float(rtt.group(3))
+        if rtt.group(4) is not None:
+            figures["rtt_mdev_ms"] = float(rtt.group(4))
+    return figures
