@@ -1,0 +1,62 @@
+"""L1 and L2 of every lab node, checked the way a person would check them by hand.
+
+Runs under molecule's testinfra verifier against the scenario's inventory
+(group lab_nodes); each test runs once per node.
+"""
+
+import json
+
+import pytest
+import testinfra
+
+TRUNK_INTERFACES = ["eth1", "eth2"]
+
+
+def link_local(node, interface):
+    """The IPv6 link-local address of an interface, read from `ip -j`."""
+    data = json.loads(node.check_output(f"ip -j -6 addr show dev {interface} scope link"))
+    addresses = [a["local"] for link in data for a in link.get("addr_info", [])]
+    assert addresses, f"{interface} has no IPv6 link-local address"
+    return addresses[0]
+
+
+def peers_of(host):
+    """The other lab nodes, as testinfra hosts on the same inventory."""
+    name = host.backend.get_hostname()
+    inventory = host.backend.ansible_inventory
+    members = host.ansible.get_variables()["groups"]["lab_nodes"]
+    return [testinfra.get_host(f"ansible://{peer}", ansible_inventory=inventory) for peer in members if peer != name]
+
+
+def test_l1_systemd_running_without_failed_units(host):
+    state = host.run("systemctl is-system-running --wait").stdout.strip()
+    failed = host.check_output("systemctl list-units --failed --plain --no-legend")
+    assert (state, failed) == ("running", "")
+
+
+def test_l1_hostname_is_the_inventory_name(host):
+    assert host.check_output("hostname") == host.backend.get_hostname()
+
+
+def test_l1_booted_the_lab_kernel_with_its_command_line(host):
+    cmdline = host.file("/proc/cmdline").content_string
+    assert f"systemd.hostname={host.backend.get_hostname()}" in cmdline
+    assert "net.ifnames=0" in cmdline
+
+
+@pytest.mark.parametrize("interface", TRUNK_INTERFACES)
+def test_l2_trunk_link_is_up(host, interface):
+    link = json.loads(host.check_output(f"ip -j link show dev {interface}"))[0]
+    assert link["operstate"] == "UP"
+    assert "LOWER_UP" in link["flags"]
+
+
+@pytest.mark.parametrize("interface", TRUNK_INTERFACES)
+def test_l2_reaches_every_peer_on_the_trunk(host, interface):
+    peers = peers_of(host)
+    assert peers, "the lab has a single node: nothing to reach"
+    for peer in peers:
+        target = f"{link_local(peer, interface)}%{interface}"
+        result = host.run(f"ping -6 -n -q -c 3 -i 0.2 -W 2 {target}")
+        assert result.rc == 0, f"{peer.backend.get_hostname()} via {interface}: {result.stdout}{result.stderr}"
+        assert " 0% packet loss" in result.stdout
