@@ -204,6 +204,15 @@ options:
         for the domain (as recorded in its metadata). Other files are never deleted.
     type: bool
     default: true
+  define:
+    description:
+      - When V(true), the domain is defined from the options given, and redefined when it differs.
+      - When V(false), only the power state of the existing domain is managed (start, restore from
+        O(save_path), save, shut down); its definition stays as libvirt has it, the definition options
+        are ignored, and a missing domain is an error. A save image used this way is not recorded in
+        the domain's metadata, so it is kept after a restore and can be restored again.
+    type: bool
+    default: true
 notes:
   - Supports C(check_mode) (computes everything, creates no file, defines and starts nothing) and
     C(diff_mode) (before/after of the projected definition and run state).
@@ -723,23 +732,16 @@ class DomainRunner(object):
                 self.module.warn('could not delete %s: %s' % (path, exc))
         self.module.exit_json(msg='domain %s removed' % self.name, **result)
 
-    def run(self):
+    def plan_definition(self, dom, before, current_state, active):
+        """Validate the options against the host and build the desired definition.
+
+        Only reads the host: nothing is created before the check-mode exit.
+        """
         params = self.params
         state = params['state']
-        dom = lookup_domain(self.conn, self.name)
-        before = project_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) if dom else None
-        if dom is not None:
-            self.check_owner(before)
-        if state == 'absent':
-            self.run_absent(dom, before)
-
-        spec = validate_domain_params(params)
-        current_state = self.state_of(dom)
-        active = current_state in ('running', 'paused', 'blocked', 'pmsuspended')
         save_path = params.get('save_path')
+        spec = validate_domain_params(params)
         will_start = state == 'running' and not active
-
-        # Everything below up to the check-mode exit only reads the host.
         self.resolve_type(spec)
         if spec['uuid'] and before and spec['uuid'] != before['uuid']:
             self.fail("uuid: %s differs from UUID %s of the existing domain '%s'; remove the domain to change it"
@@ -753,9 +755,6 @@ class DomainRunner(object):
         recorded = before['owner']['files'] if before else []
         seed_entry, seed_docs = self.plan_seed(spec, recorded)
         tool = self.seed_tool() if seed_docs else None
-        if state == 'saved' and not active and not os.path.exists(save_path):
-            self.fail("save_path: domain '%s' is %s and %s does not exist; only a running domain can be saved"
-                      % (self.name, current_state, save_path))
 
         new_entries = []
         planned_files = []
@@ -769,9 +768,38 @@ class DomainRunner(object):
         if state == 'saved' and active:
             new_entries.append({'role': 'save', 'path': save_path})
         spec['files'] = merge_files(recorded, new_entries)
-
         desired_xml = build_domain_xml(spec)
-        desired = project_domain(desired_xml)
+        return (spec, desired_xml, project_domain(desired_xml), planned_files, recorded,
+                overlay_cmd, seed_entry, seed_docs, tool)
+
+    def run(self):
+        params = self.params
+        state = params['state']
+        dom = lookup_domain(self.conn, self.name)
+        before = project_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) if dom else None
+        if dom is not None:
+            self.check_owner(before)
+        if state == 'absent':
+            self.run_absent(dom, before)
+
+        current_state = self.state_of(dom)
+        active = current_state in ('running', 'paused', 'blocked', 'pmsuspended')
+        save_path = params.get('save_path')
+        if state == 'saved' and not active and not os.path.exists(save_path):
+            self.fail("save_path: domain '%s' is %s and %s does not exist; only a running domain can be saved"
+                      % (self.name, current_state, save_path))
+        if params['define']:
+            spec, desired_xml, desired, planned_files, recorded, overlay_cmd, seed_entry, seed_docs, tool = \
+                self.plan_definition(dom, before, current_state, active)
+        else:
+            # Power state only: the definition stays as libvirt has it.
+            if dom is None:
+                self.fail("name: domain '%s' does not exist on %s; define it first (define: true)" % (self.name, self.uri))
+            desired_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            desired = before
+            recorded = before['owner']['files']
+            spec = {'files': recorded}
+            planned_files, overlay_cmd, seed_entry, seed_docs, tool = [], None, None, None, None
         must_define = before is None or before != desired
         if must_define:
             self.actions.append('define' if before is None else 'redefine')
@@ -917,6 +945,7 @@ def main():
             restore_fallback=dict(type='bool', default=True),
             shutdown_timeout=dict(type='int', default=60),
             remove_storage=dict(type='bool', default=True),
+            define=dict(type='bool', default=True),
         ),
         required_if=[('state', 'saved', ('save_path',))],
         supports_check_mode=True,
