@@ -61,6 +61,8 @@ def lab_node_specs(hosts, hostvars, lab):
         raise AnsibleFilterError("vm_lab_group: the inventory group has no hosts; a lab needs at least one node")
     try:
         mgmt = ipaddress.ip_interface(str(lab["mgmt_address"]))
+        if "/" not in str(lab["mgmt_address"]) or mgmt.network.num_addresses < 4:
+            raise ValueError("no room for nodes")
     except ValueError:
         raise AnsibleFilterError(f"vm_lab_mgmt_address: {lab['mgmt_address']!r} is not an address with a prefix, like 192.168.150.1/24")
 

@@ -404,3 +404,33 @@ def test_cloud_init_without_tool_refused(conn, run, disk, monkeypatch):
     assert result['failed'] is True
     assert result['msg'].startswith('cloud_init: building the NoCloud seed ISO needs one of aiclt-no-such-iso-tool')
     assert 'aiclt-dom' not in dom_names(conn)
+
+
+def test_power_only_keeps_definition_and_save_image(conn, run, disk, tmp_path):
+    run(base_args(disk, vcpus=2))
+    before = conn.lookupByName('aiclt-dom').XMLDesc(0)
+    power = {'name': 'aiclt-dom', 'define': False}
+    started = run(dict(power, state='running'))
+    assert started['changed'] is True and started['domain']['state'] == 'running'
+    assert started['domain']['vcpus'] == 2
+    save = str(tmp_path / 'boot.save')
+    assert run(dict(power, state='saved', save_path=save))['changed'] is True
+    # Not recorded, so a restore keeps the image for the next one.
+    assert read_owner(conn.lookupByName('aiclt-dom').XMLDesc(0))['files'] == []
+    back = run(dict(power, state='running', save_path=save))
+    assert back['restored'] is True and os.path.exists(save)
+    assert run(dict(power, state='running', save_path=save))['changed'] is False
+    after = conn.lookupByName('aiclt-dom').XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert 'vcpu placement' in after and ">2</vcpu>" in before and ">2</vcpu>" in after
+
+
+def test_power_only_on_missing_domain_refused(conn, run):
+    result = run({'name': 'aiclt-missing', 'define': False, 'state': 'running'})
+    assert result['failed'] is True
+    assert result['msg'] == "name: domain 'aiclt-missing' does not exist on %s; define it first (define: true)" % URI
+
+
+def test_power_only_refuses_foreign_domain(conn, run):
+    result = run({'name': 'test', 'define': False, 'state': 'shutdown'})
+    assert result['failed'] is True
+    assert "was not created by aicluster.lab" in result['msg']

@@ -1,0 +1,107 @@
+"""The vm_lab filters: stable identities, validated node specs, the management DHCP plan."""
+
+import ipaddress
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.aicluster.lab.plugins.filter.vm_lab import (
+    lab_mac,
+    lab_mgmt_dhcp,
+    lab_node_specs,
+    lab_uuid,
+)
+
+LAB = {
+    "name": "aiclab",
+    "mgmt_network": "aiclab-mgmt",
+    "mgmt_address": "192.168.150.1/24",
+    "node_nics": ["aiclab-trunk", "aiclab-trunk"],
+    "vcpus": 1,
+    "memory_mib": 1024,
+    "kernel_cmdline": "root=/dev/vda console=ttyS0",
+    "image_key": "0123456789abcdef",
+}
+
+
+def specs(hostvars, lab=None):
+    return lab_node_specs(list(hostvars), hostvars, dict(LAB, **(lab or {})))
+
+
+def error_of(hostvars, lab=None):
+    with pytest.raises(AnsibleFilterError) as caught:
+        specs(hostvars, lab)
+    return str(caught.value)
+
+
+def test_identities_are_stable_and_distinct():
+    assert lab_mac("aiclab/node1/0") == lab_mac("aiclab/node1/0")
+    assert lab_mac("aiclab/node1/0") != lab_mac("aiclab/node1/1")
+    assert lab_mac("x").startswith("52:54:00:")
+    assert lab_uuid("aiclab/node1") == lab_uuid("aiclab/node1") != lab_uuid("aiclab/node2")
+
+
+def test_specs_of_two_nodes():
+    result = specs({"node1": {"ansible_host": "192.168.150.11"}, "node2": {"ansible_host": "192.168.150.12", "vm_lab_vcpus": 2}})
+    node1, node2 = result
+    assert node1["domain"] == "aiclab-node1" and node1["ip"] == "192.168.150.11"
+    assert [n["network"] for n in node1["nics"]] == ["aiclab-mgmt", "aiclab-trunk", "aiclab-trunk"]
+    assert node1["cmdline"].endswith("systemd.hostname=node1")
+    assert (node1["vcpus"], node2["vcpus"]) == (1, 2)
+    macs = [n["mac"] for spec in result for n in spec["nics"]]
+    assert len(set(macs)) == len(macs)
+
+
+def test_snapshot_key_follows_image_and_spec():
+    hostvars = {"node1": {"ansible_host": "192.168.150.11"}}
+    key = specs(hostvars)[0]["snapshot_key"]
+    assert specs(hostvars)[0]["snapshot_key"] == key
+    assert specs(hostvars, {"image_key": "fedcba9876543210"})[0]["snapshot_key"] != key
+    assert specs({"node1": {"ansible_host": "192.168.150.11", "vm_lab_memory_mib": 2048}})[0]["snapshot_key"] != key
+
+
+@pytest.mark.parametrize("hostvars, message", [
+    ({}, "vm_lab_group: the inventory group has no hosts; a lab needs at least one node"),
+    ({"node1": {}}, "host node1: ansible_host: not set; each lab node needs its management address"),
+    ({"node1": {"ansible_host": "node1.example"}}, "host node1: ansible_host: 'node1.example' is not an IP address"),
+    ({"node1": {"ansible_host": "10.0.0.5"}},
+     "host node1: ansible_host: 10.0.0.5 is not a usable address of the management network 192.168.150.0/24"),
+    ({"node1": {"ansible_host": "192.168.150.1"}},
+     "host node1: ansible_host: 192.168.150.1 is already used by the host side of aiclab-mgmt"),
+    ({"node1": {"ansible_host": "192.168.150.11"}, "node2": {"ansible_host": "192.168.150.11"}},
+     "host node2: ansible_host: 192.168.150.11 is already used by host node1"),
+    ({"Node_1": {"ansible_host": "192.168.150.11"}},
+     "host Node_1: inventory_hostname: 'Node_1' is not a valid host name (a-z, 0-9, '-')"),
+    ({"node1": {"ansible_host": "192.168.150.11", "vm_lab_vcpus": "two"}},
+     "host node1: vm_lab_vcpus: 'two' is not a positive whole number"),
+    ({"node1": {"ansible_host": "192.168.150.11", "vm_lab_memory_mib": 0}},
+     "host node1: vm_lab_memory_mib: 0 is not a positive whole number"),
+    ({"node1": {"ansible_host": "192.168.150.11", "vm_lab_node_nics": "aiclab-trunk"}},
+     "host node1: vm_lab_node_nics: 'aiclab-trunk' must be a list of network names"),
+])
+def test_bad_inventory_is_named(hostvars, message):
+    assert error_of(hostvars) == message
+
+
+def test_bad_mgmt_address_is_named():
+    message = error_of({"node1": {"ansible_host": "192.168.150.11"}}, {"mgmt_address": "192.168.150.1"})
+    assert message == "vm_lab_mgmt_address: '192.168.150.1' is not an address with a prefix, like 192.168.150.1/24"
+
+
+def test_mgmt_dhcp_gives_fixed_leases_outside_the_range():
+    nodes = specs({"node1": {"ansible_host": "192.168.150.11"}, "node2": {"ansible_host": "192.168.150.12"}})
+    plan = lab_mgmt_dhcp(nodes, "192.168.150.1/24")
+    assert plan["dhcp_range"] == {"start": "192.168.150.239", "end": "192.168.150.254"}
+    assert [h["ip"] for h in plan["dhcp_hosts"]] == ["192.168.150.11", "192.168.150.12"]
+    assert plan["dhcp_hosts"][0]["mac"] == nodes[0]["nics"][0]["mac"]
+    start = ipaddress.ip_address(plan["dhcp_range"]["start"])
+    assert all(ipaddress.ip_address(h["ip"]) < start for h in plan["dhcp_hosts"])
+
+
+def test_mgmt_dhcp_refuses_a_node_inside_the_range():
+    nodes = specs({"node1": {"ansible_host": "192.168.150.240"}})
+    with pytest.raises(AnsibleFilterError) as caught:
+        lab_mgmt_dhcp(nodes, "192.168.150.1/24")
+    assert str(caught.value) == (
+        "host node1: ansible_host: 192.168.150.240 lies in the management network's dynamic range "
+        "192.168.150.239-192.168.150.254; pick an address below 192.168.150.239")
