@@ -121,8 +121,8 @@ def lab_mgmt_dhcp(specs, mgmt_address):
     for spec in specs:
         if start <= ipaddress.ip_address(spec["ip"]) <= end:
             raise AnsibleFilterError(
-                f"host {spec['host']}: ansible_host: {spec['ip']} lies in the management network's "
-                f"dynamic range {start}-{end}; pick an address below {start}")
+                f"host {spec['host']}: ansible_host: {spec['ip']} lies in the dynamic range {start}-{end} "
+                f"of the management network; pick an address below {start}")
         hosts.append({"mac": spec["nics"][0]["mac"], "ip": spec["ip"], "name": spec["host"]})
     return {"dhcp_range": {"start": str(start), "end": str(end)}, "dhcp_hosts": hosts}
 

@@ -103,5 +103,5 @@ def test_mgmt_dhcp_refuses_a_node_inside_the_range():
     with pytest.raises(AnsibleFilterError) as caught:
         lab_mgmt_dhcp(nodes, "192.168.150.1/24")
     assert str(caught.value) == (
-        "host node1: ansible_host: 192.168.150.240 lies in the management network's dynamic range "
-        "192.168.150.239-192.168.150.254; pick an address below 192.168.150.239")
+        "host node1: ansible_host: 192.168.150.240 lies in the dynamic range "
+        "192.168.150.239-192.168.150.254 of the management network; pick an address below 192.168.150.239")

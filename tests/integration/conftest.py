@@ -1,0 +1,53 @@
+"""Fixtures of the integration tests: real playbooks, real libvirt, real guests.
+
+Every command's full output goes to tests/output/<test>.log, so a failure can be
+read after the fact; assertion messages quote its tail.
+"""
+
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from labtools import OUTPUT, ROOT, URI, Run
+
+
+def _libvirt_problem():
+    try:
+        done = subprocess.run(["virsh", "-c", URI, "version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"virsh cannot be run ({exc}); run ./lab setup"
+    if done.returncode != 0:
+        return f"libvirt does not answer on {URI}: {done.stderr.strip()}; run ./lab setup"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    problem = _libvirt_problem() if any(item.get_closest_marker("vm") for item in items) else None
+    if problem:
+        for item in items:
+            if item.get_closest_marker("vm"):
+                item.add_marker(pytest.mark.skip(reason=problem))
+
+
+@pytest.fixture
+def run_cmd(request):
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    log_name = re.sub(r"[^\w.-]+", "_", request.node.name)[:80]
+
+    def _run(argv, timeout=1800, env=None):
+        log = OUTPUT / f"{log_name}.log"
+        started = time.monotonic()
+        full_env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+                        ANSIBLE_NOCOLOR="1", PY_COLORS="0", **(env or {}))
+        done = subprocess.run(argv, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        seconds = time.monotonic() - started
+        with log.open("a") as handle:
+            handle.write(f"$ {' '.join(map(str, argv))}  # {seconds:.1f} s, exit {done.returncode}\n{done.stdout}\n")
+        print(f"{' '.join(map(str, argv))}: exit {done.returncode} in {seconds:.1f} s (log {log.relative_to(ROOT)})")
+        return Run(argv, done.returncode, done.stdout, seconds, log)
+
+    return _run

@@ -1,0 +1,48 @@
+"""Helpers of the integration tests: the checkout, libvirt names, command results."""
+
+import json
+import pathlib
+import re
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+OUTPUT = ROOT / "tests" / "output"
+URI = "qemu:///system"
+
+
+class Run:
+    """A finished command: exit code, output, and the figures read from a PLAY RECAP."""
+
+    def __init__(self, argv, returncode, output, seconds, log):
+        self.argv, self.returncode, self.output, self.seconds, self.log = argv, returncode, output, seconds, log
+
+    def tail(self, lines=60):
+        return "\n".join(self.output.splitlines()[-lines:])
+
+    def recap(self):
+        """{host: {'ok': n, 'changed': n, ...}} from the last PLAY RECAP."""
+        found = {}
+        for host, fields in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", self.output, re.MULTILINE):
+            found[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", fields)}
+        return found
+
+    def changed_tasks(self):
+        """Names of the tasks that reported a change (the task header before each 'changed:')."""
+        names, task = [], None
+        for line in self.output.splitlines():
+            header = re.match(r"^TASK \[(.*)\] \*+$", line)
+            if header:
+                task = header.group(1)
+            elif line.startswith("changed:") and task not in names:
+                names.append(task)
+        return names
+
+
+def virsh_names(kind, prefix):
+    """Names of libvirt domains ('list') or networks ('net-list') that start with prefix."""
+    done = subprocess.run(["virsh", "-c", URI, kind, "--all", "--name"], capture_output=True, text=True, check=True)
+    return sorted(n for n in done.stdout.split() if n.startswith(prefix))
+
+
+def read_json(path):
+    return json.loads(pathlib.Path(path).read_text())

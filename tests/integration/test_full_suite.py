@@ -1,0 +1,100 @@
+"""full-suite.yml on the default local lab, as a user runs it, in the order a user would.
+
+One lab is shared by the tests of this module, in order: check mode on a missing
+lab, the first run, a second run, check mode on the running lab, teardown, and a
+run that restores the nodes from their saved boot state.
+"""
+
+import pathlib
+
+import pytest
+
+from labtools import ROOT, read_json, virsh_names
+
+pytestmark = pytest.mark.vm
+
+LAB = "aiclab-"
+NODES = ["node1", "node2"]
+PLAYBOOK = ["ansible-playbook", "playbooks/full-suite.yml"]
+
+
+def latest_report(before):
+    runs = sorted(set((ROOT / "results").glob("*/report.json")) - set(before))
+    assert runs, "the run wrote no results/<run-id>/report.json"
+    return runs[-1]
+
+
+def assert_l1_l2_passed(report_path):
+    report = read_json(report_path)
+    run_dir = pathlib.Path(report_path).parent
+    assert (run_dir / "junit.xml").is_file() and (run_dir / "summary.md").is_file()
+    checks = report["checks"]
+    for node in NODES:
+        mine = [c for c in checks if c["host"] == node]
+        assert {c["category"] for c in mine} >= {"L1", "L2"}, f"{node}: {mine}"
+        assert all(c["status"] == "passed" for c in mine), f"{node}: {[c for c in mine if c['status'] != 'passed']}"
+    assert report["summary"]["failed"] == 0
+    return report
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_lab_before_and_after():
+    """Start from no lab and leave none behind, whatever happens in between."""
+    import subprocess
+
+    teardown = ["ansible-playbook", "playbooks/teardown.yml"]
+    subprocess.run(teardown, cwd=ROOT, capture_output=True, check=True)
+    yield
+    subprocess.run(teardown, cwd=ROOT, capture_output=True, check=False)
+
+
+def test_check_mode_on_a_missing_lab_reports_changes_and_creates_nothing(run_cmd):
+    run = run_cmd(PLAYBOOK + ["--check"])
+    assert run.returncode == 0, run.tail()
+    assert run.recap()["localhost"]["changed"] > 0, run.tail()
+    assert "Define the management network aiclab-mgmt" in run.changed_tasks()
+    assert virsh_names("list", LAB) == [] and virsh_names("net-list", LAB) == []
+
+
+def test_first_run_provisions_and_passes_l1_l2(run_cmd):
+    before = list((ROOT / "results").glob("*/report.json"))
+    run = run_cmd(PLAYBOOK)
+    assert run.returncode == 0, run.tail()
+    report = assert_l1_l2_passed(latest_report(before))
+    booted = [c for c in report["checks"] if c["name"] == "l1_systemd_running"]
+    assert all("time_to_ssh_s" in c["figures"] for c in booted), booted
+    assert virsh_names("list", LAB) == ["aiclab-node1", "aiclab-node2"]
+
+
+def test_second_run_changes_nothing_in_provisioning(run_cmd):
+    provision = run_cmd(["ansible-playbook", "playbooks/provision.yml"])
+    assert provision.returncode == 0, provision.tail()
+    assert all(r["changed"] == 0 for r in provision.recap().values()), provision.changed_tasks()
+    before = list((ROOT / "results").glob("*/report.json"))
+    suite = run_cmd(PLAYBOOK)
+    assert suite.returncode == 0, suite.tail()
+    assert_l1_l2_passed(latest_report(before))
+    assert not [t for t in suite.changed_tasks() if t.startswith("aicluster.lab.vm_lab")], suite.changed_tasks()
+
+
+def test_check_mode_on_the_running_lab_reports_no_change(run_cmd):
+    run = run_cmd(["ansible-playbook", "playbooks/provision.yml", "--check", "--diff"])
+    assert run.returncode == 0, run.tail()
+    assert all(r["changed"] == 0 for r in run.recap().values()), run.changed_tasks()
+
+
+def test_teardown_leaves_nothing(run_cmd):
+    run = run_cmd(["ansible-playbook", "playbooks/teardown.yml"])
+    assert run.returncode == 0, run.tail()
+    assert "no domain, network, run directory or firewall rule left" in run.output
+    assert virsh_names("list", LAB) == [] and virsh_names("net-list", LAB) == []
+    assert not pathlib.Path("/var/lib/aicluster-lab/labs/aiclab").exists()
+
+
+def test_a_new_lab_is_restored_from_the_saved_boot_state(run_cmd):
+    before = list((ROOT / "results").glob("*/report.json"))
+    run = run_cmd(PLAYBOOK)
+    assert run.returncode == 0, run.tail()
+    report = assert_l1_l2_passed(latest_report(before))
+    booted = {c["host"]: c for c in report["checks"] if c["name"] == "l1_systemd_running"}
+    assert all("(restored)" in booted[n]["message"] for n in NODES), booted
