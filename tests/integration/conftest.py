@@ -16,7 +16,7 @@ from labtools import OUTPUT, ROOT, URI, Run
 
 def _libvirt_problem():
     try:
-        done = subprocess.run(["virsh", "-c", URI, "version"], capture_output=True, text=True, timeout=30)
+        done = subprocess.run(["virsh", "-c", URI, "version"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"virsh cannot be run ({exc}); run ./lab setup"
     if done.returncode != 0:
@@ -43,7 +43,7 @@ def run_cmd(request):
         full_env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
                         ANSIBLE_NOCOLOR="1", PY_COLORS="0", **(env or {}))
         done = subprocess.run(argv, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
         seconds = time.monotonic() - started
         with log.open("a") as handle:
             handle.write(f"$ {' '.join(map(str, argv))}  # {seconds:.1f} s, exit {done.returncode}\n{done.stdout}\n")

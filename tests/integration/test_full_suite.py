@@ -86,7 +86,7 @@ def test_check_mode_on_the_running_lab_reports_no_change(run_cmd):
 def test_teardown_leaves_nothing(run_cmd):
     run = run_cmd(["ansible-playbook", "playbooks/teardown.yml"])
     assert run.returncode == 0, run.tail()
-    assert "no domain, network, run directory or firewall rule left" in run.output
+    assert "lab aiclab: no domain, network, run directory or firewall rule left" in run.output, run.tail()
     assert virsh_names("list", LAB) == [] and virsh_names("net-list", LAB) == []
     assert not pathlib.Path("/var/lib/aicluster-lab/labs/aiclab").exists()
 

@@ -3,6 +3,7 @@ and ansible-doc rendering every plugin's documentation. Each runs the real tool 
 the checkout and fails with the tool's own findings.
 """
 
+import os
 import pathlib
 import subprocess
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.lint
 
 def run(argv, timeout=1800):
     done = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, env=None)
+                          timeout=timeout, stdin=subprocess.DEVNULL, env=dict(os.environ, ANSIBLE_NOCOLOR="1"), check=False)
     return done.returncode, done.stdout
 
 
