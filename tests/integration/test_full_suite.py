@@ -52,7 +52,9 @@ def test_check_mode_on_a_missing_lab_reports_changes_and_creates_nothing(run_cmd
     run = run_cmd(PLAYBOOK + ["--check"])
     assert run.returncode == 0, run.tail()
     assert run.recap()["localhost"]["changed"] > 0, run.tail()
-    assert "Define the management network aiclab-mgmt" in run.changed_tasks()
+    changed = run.changed_tasks()
+    assert "aicluster.lab.vm_lab : Define the management network aiclab-mgmt" in changed, changed
+    assert "check mode: nodes aiclab-node1, aiclab-node2 would be defined" in run.output, run.tail()
     assert virsh_names("list", LAB) == [] and virsh_names("net-list", LAB) == []
 
 
