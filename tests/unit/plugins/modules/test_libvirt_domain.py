@@ -16,6 +16,7 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.aicluster.lab.plugins.module_utils.libvirt_xml import read_owner  # noqa: E402
+from ansible_collections.aicluster.lab.plugins.module_utils import libvirt_domain_runner  # noqa: E402
 from ansible_collections.aicluster.lab.plugins.modules import libvirt_domain  # noqa: E402
 
 URI = 'test:///default'
@@ -277,7 +278,7 @@ def test_absent_keeps_files_not_created_by_module(conn, run, disk):
 def test_hostdevs_checked_against_sysfs(conn, run, disk, tmp_path, monkeypatch):
     sysfs = tmp_path / 'sysfs'
     (sysfs / '0000:01:00.0').mkdir(parents=True)
-    monkeypatch.setattr(libvirt_domain, 'SYSFS_PCI', str(sysfs))
+    monkeypatch.setattr(libvirt_domain_runner, 'SYSFS_PCI', str(sysfs))
     result = run(base_args(disk, hostdevs=['0000:01:00.0', '0000:02:00.0']))
     assert result['failed'] is True
     assert result['msg'].startswith('hostdevs[1]: 0000:02:00.0 does not exist on this host')
@@ -370,7 +371,7 @@ def test_restore_failure_falls_back_or_fails(conn, run, disk, tmp_path):
 
 def test_cloud_init_seed(conn, run, disk, tmp_path, fakebin, monkeypatch):
     tool = fakebin('genisoimage', FAKE_GENISOIMAGE)
-    monkeypatch.setattr(libvirt_domain, 'SEED_TOOLS', ('genisoimage',))
+    monkeypatch.setattr(libvirt_domain_runner, 'SEED_TOOLS', ('genisoimage',))
     seed = str(tmp_path / 'aiclt-dom-cidata.iso')
     args = base_args(disk, cloud_init={'user_data': '#cloud-config\nhostname: a\n'})
 
@@ -399,7 +400,7 @@ def test_cloud_init_seed(conn, run, disk, tmp_path, fakebin, monkeypatch):
 
 
 def test_cloud_init_without_tool_refused(conn, run, disk, monkeypatch):
-    monkeypatch.setattr(libvirt_domain, 'SEED_TOOLS', ('aiclt-no-such-iso-tool',))
+    monkeypatch.setattr(libvirt_domain_runner, 'SEED_TOOLS', ('aiclt-no-such-iso-tool',))
     result = run(base_args(disk, cloud_init={'user_data': '#cloud-config\n'}))
     assert result['failed'] is True
     assert result['msg'].startswith('cloud_init: building the NoCloud seed ISO needs one of aiclt-no-such-iso-tool')
