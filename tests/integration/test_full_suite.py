@@ -80,9 +80,10 @@ def test_second_run_changes_nothing_in_provisioning(run_cmd):
 
 
 def test_check_mode_on_the_running_lab_reports_no_change(run_cmd):
-    run = run_cmd(["ansible-playbook", "playbooks/provision.yml", "--check", "--diff"])
+    run = run_cmd(PLAYBOOK + ["--check", "--diff"])
     assert run.returncode == 0, run.tail()
     assert all(r["changed"] == 0 for r in run.recap().values()), run.changed_tasks()
+    assert "check mode: nodes" not in run.output, "check mode could not look at the running lab"
 
 
 def test_teardown_leaves_nothing(run_cmd):
