@@ -4,6 +4,9 @@
 #
 # usage: build-image.sh OUT_DIR SUITE MIRROR SIZE_GIB AUTHORIZED_KEY_FILE PACKAGE...
 #
+# MIRROR is a mirror URL or an apt sources file; empty leaves the choice to
+# mmdebstrap (its default Debian mirror).
+#
 # OUT_DIR is written only when the build succeeds (built in OUT_DIR.tmp, then
 # renamed), so an interrupted build never leaves a half image under the cache key.
 set -euo pipefail
@@ -83,7 +86,7 @@ mmdebstrap --variant=minbase --mode=root --format=directory \
   --include="$packages" \
   --customize-hook="$hook" \
   --customize-hook="install -m 0600 '$pubkey' \"\$1/root/.ssh/authorized_keys\"" \
-  "$suite" "$root" "$mirror" </dev/null
+  "$suite" "$root" ${mirror:+"$mirror"} </dev/null
 
 cp "$root"/boot/vmlinuz-* "$tmp/vmlinuz"
 cp "$root"/boot/initrd.img-* "$tmp/initrd.img"
