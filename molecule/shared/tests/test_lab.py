@@ -60,3 +60,9 @@ def test_l2_reaches_every_peer_on_the_trunk(host, interface):
         result = host.run(f"ping -6 -n -q -c 3 -i 0.2 -W 2 {target}")
         assert result.rc == 0, f"{peer.backend.get_hostname()} via {interface}: {result.stdout}{result.stderr}"
         assert " 0% packet loss" in result.stdout
+
+
+def test_l1_boot_blockers_are_masked(host):
+    # The image masks what would hold a lab guest's boot up; a mask that did not land shows here.
+    for unit in ["systemd-networkd-wait-online.service", "apt-daily.timer", "fstrim.timer"]:
+        assert host.run(f"systemctl is-enabled {unit}").stdout.strip() == "masked", unit

@@ -54,8 +54,9 @@ Name=eth[1-9]*
 LinkLocalAddressing=ipv6
 IPv6AcceptRA=no
 EOF
-chroot "$r" systemctl enable systemd-networkd.service >/dev/null 2>&1
-chroot "$r" systemctl mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer >/dev/null 2>&1 || true
+chroot "$r" systemctl enable systemd-networkd.service
+# Units that only slow a lab guest down (waiting for every link, periodic apt and fs jobs).
+chroot "$r" systemctl mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer
 
 # One image, many guests: host keys are made at first boot, never baked in, and
 # printed to the serial console so the controller reads them out of band.
@@ -76,7 +77,7 @@ ExecStart=/bin/sh -c "test -s /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q -t 
 [Install]
 WantedBy=ssh.service
 EOF
-chroot "$r" systemctl enable lab-hostkey.service >/dev/null 2>&1
+chroot "$r" systemctl enable lab-hostkey.service
 
 install -d -m 0700 "$r/root/.ssh"
 '
