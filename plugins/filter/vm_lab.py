@@ -85,10 +85,13 @@ def lab_node_specs(hosts, hostvars, lab):
             raise AnsibleFilterError(f"host {host}: ansible_host: {ip} is already used by {used_ips[str(ip)]}")
         used_ips[str(ip)] = "host " + host
 
-        node_nics = hv.get("vm_lab_node_nics", lab["node_nics"])
-        if not isinstance(node_nics, list) or not all(isinstance(n, str) and n for n in node_nics):
-            raise AnsibleFilterError(f"host {host}: vm_lab_node_nics: {node_nics!r} must be a list of network names")
-        networks = [lab["mgmt_network"]] + list(node_nics)
+        if "vm_lab_node_nics" in hv:
+            node_nics = hv["vm_lab_node_nics"]
+        elif hv.get("network_model"):
+            node_nics = lab_profile_nics(hv["network_model"], lab)
+        else:
+            node_nics = lab["node_nics"]
+        nics = [_nic(host, entry) for entry in _nic_list(host, node_nics)]
         seed = f"{lab['name']}/{host}"
         spec = {
             "host": host,
@@ -98,7 +101,9 @@ def lab_node_specs(hosts, hostvars, lab):
             "vcpus": _positive_int(host, "vm_lab_vcpus", hv.get("vm_lab_vcpus", lab["vcpus"])),
             "memory_mib": _positive_int(host, "vm_lab_memory_mib", hv.get("vm_lab_memory_mib", lab["memory_mib"])),
             "cmdline": f"{lab['kernel_cmdline']} systemd.hostname={host}",
-            "nics": [{"network": net, "mac": lab_mac(f"{seed}/{index}")} for index, net in enumerate(networks)],
+            "nics": [{"network": lab["mgmt_network"], "mac": lab_mac(f"{seed}/0")}]
+            + [{"network": nic["network"], "mac": nic["mac"] or lab_mac(f"{seed}/{index}")}
+               for index, nic in enumerate(nics, start=1)],
         }
         # The snapshot key covers everything the saved memory state depends on.
         fingerprint = json.dumps([lab["image_key"], spec], sort_keys=True)
@@ -107,24 +112,136 @@ def lab_node_specs(hosts, hostvars, lab):
     return specs
 
 
-def lab_mgmt_dhcp(specs, mgmt_address):
-    """DHCP settings of the management network: a fixed lease per node.
+def _dhcp_plan(network, leases, field, network_label):
+    """A fixed lease per node, and a small dynamic range at the top of the subnet.
 
-    The range is the top of the subnet, below the broadcast address, and only serves
-    a guest whose MAC is not listed; node addresses inside it are rejected so a
-    stranger can never be handed a node's address.
+    The range only serves a guest whose MAC is not listed; node addresses inside it
+    are rejected so a stranger can never be handed a node's address.
     """
-    network = ipaddress.ip_interface(str(mgmt_address)).network
     size = min(16, network.num_addresses // 4)
     start, end = network.broadcast_address - size, network.broadcast_address - 1
-    hosts = []
-    for spec in specs:
-        if start <= ipaddress.ip_address(spec["ip"]) <= end:
+    for lease in leases:
+        if start <= ipaddress.ip_address(lease["ip"]) <= end:
             raise AnsibleFilterError(
-                f"host {spec['host']}: ansible_host: {spec['ip']} lies in the dynamic range {start}-{end} "
-                f"of the management network; pick an address below {start}")
-        hosts.append({"mac": spec["nics"][0]["mac"], "ip": spec["ip"], "name": spec["host"]})
-    return {"dhcp_range": {"start": str(start), "end": str(end)}, "dhcp_hosts": hosts}
+                f"host {lease['name']}: {field}: {lease['ip']} lies in the dynamic range {start}-{end} "
+                f"of {network_label}; pick an address below {start}")
+    return {"dhcp_range": {"start": str(start), "end": str(end)}, "dhcp_hosts": leases}
+
+
+def lab_mgmt_dhcp(specs, mgmt_address):
+    """DHCP settings of the management network: a fixed lease per node (its ansible_host)."""
+    network = ipaddress.ip_interface(str(mgmt_address)).network
+    leases = [{"mac": spec["nics"][0]["mac"], "ip": spec["ip"], "name": spec["host"]} for spec in specs]
+    return _dhcp_plan(network, leases, "ansible_host", "the management network")
+
+
+_LAB_NIC = re.compile(r"^eth([1-9][0-9]?)$")
+_BRIDGE_NAME_MAX = 15  # IFNAMSIZ - 1: a longer bridge name is refused by the kernel
+
+
+def _nic_list(host, node_nics):
+    if not isinstance(node_nics, list):
+        raise AnsibleFilterError(f"host {host}: vm_lab_node_nics: {node_nics!r} must be a list of network names")
+    return node_nics
+
+
+def _nic(host, entry):
+    """A NIC after eth0: a network name, or {network, mac} when the MAC is fixed."""
+    if isinstance(entry, str) and entry:
+        return {"network": entry, "mac": None}
+    if isinstance(entry, dict) and isinstance(entry.get("network"), str) and entry["network"]:
+        return {"network": entry["network"], "mac": entry.get("mac") or None}
+    raise AnsibleFilterError(f"host {host}: vm_lab_node_nics: {entry!r} must be a network name or a dict with network and mac")
+
+
+def lab_network_name(lab, network):
+    """The libvirt network (and bridge) of one profile network that the lab serves itself."""
+    name = f"{lab['name']}-{network}"
+    if len(name) > _BRIDGE_NAME_MAX:
+        raise AnsibleFilterError(
+            f"vm_lab_name: {lab['name']!r} is too long for the bridge of network {network!r}: "
+            f"{name!r} has more than {_BRIDGE_NAME_MAX} characters")
+    return name
+
+
+def _lab_served_networks(model):
+    """The profile networks whose addresses come from a DHCP server the lab must run."""
+    return [net for net in model["networks"].values() if net.get("dhcp")]
+
+
+def lab_profile_nics(model, lab):
+    """The NICs (after eth0) a node needs for its network model.
+
+    A profile link ethN becomes the node's Nth NIC. Links carrying a DHCP network are
+    plugged into that network's own lab bridge, where the lab's DHCP server listens;
+    every other link goes to the trunk bridge, which carries tagged and untagged
+    frames alike (the guest kernels demultiplex VLANs, so isolation is real).
+    """
+    host = model["host"]
+    by_position = {}
+    for index, link in enumerate(model["links"]):
+        match = _LAB_NIC.match(link["name"])
+        if not match:
+            raise AnsibleFilterError(
+                f"network profile {model['profile']}, host {host}: links[{index}].name: {link['name']!r} cannot be "
+                f"made by the VM lab: its nodes name their NICs eth1, eth2, ... after the management NIC eth0")
+        by_position[int(match.group(1))] = link
+    served = {}
+    for net in _lab_served_networks(model):
+        if net.get("vlan"):
+            raise AnsibleFilterError(
+                f"network profile {model['profile']}, host {host}: networks.{net['name']}.vlan: {net['vlan']} "
+                f"is tagged, but the VM lab's DHCP server serves untagged networks only")
+        served[net["parent"]] = lab_network_name(lab, net["name"])
+    nics = []
+    for position in range(1, max(by_position) + 1):
+        link = by_position.get(position)
+        if link is None:  # a gap in the profile's links: an unused NIC keeps the order
+            nics.append({"network": lab["trunk_network"], "mac": None})
+            continue
+        network = served.get(link["name"]) or served.get(link.get("bond") or "") or lab["trunk_network"]
+        nics.append({"network": network, "mac": link.get("mac")})
+    return nics
+
+
+def lab_profile_networks(specs, hostvars, lab):
+    """The lab networks that serve DHCP for the profile: name, bridge, address and leases.
+
+    Each node's lease is the address its model expects, handed to the MAC of the NIC
+    plugged into that network. The mgmt network must not overlap any profile subnet:
+    the host routes both.
+    """
+    mgmt = ipaddress.ip_interface(str(lab["mgmt_address"])).network
+    networks = {}
+    for spec in specs:
+        model = hostvars[spec["host"]].get("network_model")
+        if not model:
+            continue
+        for net in model["networks"].values():
+            subnet = ipaddress.ip_network(net["subnet"])
+            if subnet.overlaps(mgmt):
+                raise AnsibleFilterError(
+                    f"network profile {model['profile']}, host {spec['host']}: networks.{net['name']}.subnet: "
+                    f"{subnet} overlaps the lab's management network {mgmt} (vm_lab_mgmt_address)")
+        for net in _lab_served_networks(model):
+            name = lab_network_name(lab, net["name"])
+            entry = networks.setdefault(name, {
+                "name": name,
+                "subnet": ipaddress.ip_network(net["subnet"]),
+                "server": net.get("dhcp_server") or str(next(ipaddress.ip_network(net["subnet"]).hosts())),
+                "leases": [],
+                "profile_network": net["name"],
+            })
+            mac = next((nic["mac"] for nic in spec["nics"] if nic["network"] == name), None)
+            if mac and net.get("address"):
+                entry["leases"].append({"mac": mac, "ip": net["address"], "name": spec["host"]})
+    result = []
+    for entry in networks.values():
+        plan = _dhcp_plan(entry["subnet"], entry["leases"], f"networks.{entry['profile_network']}.address",
+                          f"network {entry['name']}")
+        result.append({"name": entry["name"], "bridge": entry["name"],
+                       "address": f"{entry['server']}/{entry['subnet'].prefixlen}", **plan})
+    return result
 
 
 class FilterModule:
@@ -134,4 +251,6 @@ class FilterModule:
             "lab_uuid": lab_uuid,
             "lab_node_specs": lab_node_specs,
             "lab_mgmt_dhcp": lab_mgmt_dhcp,
+            "lab_profile_nics": lab_profile_nics,
+            "lab_profile_networks": lab_profile_networks,
         }

@@ -1,11 +1,14 @@
 """full-suite.yml on the default local lab, as a user runs it, in the order a user would.
 
 One lab is shared by the tests of this module, in order: check mode on a missing
-lab, the first run, a second run, check mode on the running lab, teardown, and a
-run that restores the nodes from their saved boot state.
+lab, the first run, a second run, check mode on the running lab, a network change
+that cuts a node off (and the node rolling itself back), teardown, and a run that
+restores the nodes from their saved boot state. The default lab's profile is
+bonding-vlans.
 """
 
 import pathlib
+import re
 
 import pytest
 
@@ -24,14 +27,17 @@ def latest_report(before):
     return runs[-1]
 
 
-def assert_l1_l2_passed(report_path):
+def assert_all_layers_passed(report_path):
     report = read_json(report_path)
     run_dir = pathlib.Path(report_path).parent
     assert (run_dir / "junit.xml").is_file() and (run_dir / "summary.md").is_file()
     checks = report["checks"]
     for node in NODES:
         mine = [c for c in checks if c["host"] == node]
-        assert {c["category"] for c in mine} >= {"L1", "L2"}, f"{node}: {mine}"
+        assert {c["category"] for c in mine} >= {"L1", "L2", "network"}, f"{node}: {mine}"
+        phases = {c["name"] for c in mine if c["category"] == "network"}
+        assert phases >= {"net_links_up", "net_addresses", "net_vlan_ids", "net_bond", "net_routes",
+                          "net_isolation", "net_neighbours", "net_mtu", "net_cluster_link_local"}, phases
         assert all(c["status"] == "passed" for c in mine), f"{node}: {[c for c in mine if c['status'] != 'passed']}"
     assert report["summary"]["failed"] == 0
     return report
@@ -58,11 +64,11 @@ def test_check_mode_on_a_missing_lab_reports_changes_and_creates_nothing(run_cmd
     assert virsh_names("list", LAB) == [] and virsh_names("net-list", LAB) == []
 
 
-def test_first_run_provisions_and_passes_l1_l2(run_cmd):
+def test_first_run_provisions_configures_and_passes_every_layer(run_cmd):
     before = list((ROOT / "results").glob("*/report.json"))
     run = run_cmd(PLAYBOOK)
     assert run.returncode == 0, run.tail()
-    report = assert_l1_l2_passed(latest_report(before))
+    report = assert_all_layers_passed(latest_report(before))
     booted = [c for c in report["checks"] if c["name"] == "l1_systemd_running"]
     assert all("time_to_ssh_s" in c["figures"] for c in booted), booted
     assert virsh_names("list", LAB) == ["aiclab-node1", "aiclab-node2"]
@@ -75,8 +81,9 @@ def test_second_run_changes_nothing_in_provisioning(run_cmd):
     before = list((ROOT / "results").glob("*/report.json"))
     suite = run_cmd(PLAYBOOK)
     assert suite.returncode == 0, suite.tail()
-    assert_l1_l2_passed(latest_report(before))
-    assert not [t for t in suite.changed_tasks() if t.startswith("aicluster.lab.vm_lab")], suite.changed_tasks()
+    assert_all_layers_passed(latest_report(before))
+    assert not [t for t in suite.changed_tasks() if t.startswith(("aicluster.lab.vm_lab", "aicluster.lab.network"))], \
+        suite.changed_tasks()
 
 
 def test_check_mode_on_the_running_lab_reports_no_change(run_cmd):
@@ -84,6 +91,36 @@ def test_check_mode_on_the_running_lab_reports_no_change(run_cmd):
     assert run.returncode == 0, run.tail()
     assert all(r["changed"] == 0 for r in run.recap().values()), run.changed_tasks()
     assert "check mode: nodes" not in run.output, "check mode could not look at the running lab"
+
+
+# A profile that puts a static address on eth0, the management link the controller
+# uses: applying it cuts the node off. The node must restore its previous network by
+# itself, and a normal run afterwards must find nothing to change.
+CUTOFF_PROFILE = {
+    "links": [{"name": "eth0"}],
+    "networks": {"cluster": {"parent": "eth0", "subnet": "10.99.0.0/24"}},
+    "hosts": {"node2": {"addresses": {"cluster": "10.99.0.12"}}},
+}
+
+
+def test_a_change_that_cuts_the_node_off_is_rolled_back_by_the_node(run_cmd):
+    import json
+
+    network = ["ansible-playbook", "playbooks/network.yml", "--limit", "node2"]
+    cut = run_cmd(network + ["-e", json.dumps({"network_profile": CUTOFF_PROFILE,
+                                               "network_rollback_timeout": 20, "network_confirm_within": 15})])
+    assert cut.returncode != 0, cut.tail()
+    assert "cut the host off from the controller" in cut.output, cut.tail()
+    rolled = re.search(r"rolled back ([0-9.]+) s after", cut.output)
+    assert rolled, cut.tail()
+    print(f"node2 rolled itself back {rolled.group(1)} s after the change; the whole run took {cut.seconds:.0f} s")
+    again = run_cmd(network)
+    assert again.returncode == 0, again.tail()
+    assert again.recap()["node2"]["changed"] == 0, again.changed_tasks()
+    before = list((ROOT / "results").glob("*/report.json"))
+    suite = run_cmd(PLAYBOOK)
+    assert suite.returncode == 0, suite.tail()
+    assert_all_layers_passed(latest_report(before))
 
 
 def test_teardown_leaves_nothing(run_cmd):
@@ -98,6 +135,6 @@ def test_a_new_lab_is_restored_from_the_saved_boot_state(run_cmd):
     before = list((ROOT / "results").glob("*/report.json"))
     run = run_cmd(PLAYBOOK)
     assert run.returncode == 0, run.tail()
-    report = assert_l1_l2_passed(latest_report(before))
+    report = assert_all_layers_passed(latest_report(before))
     booted = {c["host"]: c for c in report["checks"] if c["name"] == "l1_systemd_running"}
     assert all("(restored)" in booted[n]["message"] for n in NODES), booted

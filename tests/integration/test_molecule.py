@@ -13,7 +13,8 @@ from labtools import virsh_names
 
 pytestmark = pytest.mark.vm
 
-SCENARIOS = {"smoke": "molsmoke"}
+# scenario -> its lab's name (inventory vm_lab_name)
+SCENARIOS = {"simple": "molsimp", "vlans": "molvlan", "bonding-vlans": "molbond", "dhcp-simple": "moldhcp"}
 
 
 @pytest.mark.parametrize("scenario, lab", sorted(SCENARIOS.items()))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # lab-firewall-rules.sh BRIDGE...
-# Prints every iptables/ip6tables rule that names one of the bridges. libvirt adds
+# Prints every iptables/ip6tables rule that names one of the bridges (each an
+# extended regular expression, so 'aiclab-[^ ]+' covers every bridge of a lab). libvirt adds
 # such rules when it starts a network and should drop them when the network goes;
 # an empty answer after teardown shows it did. libvirt's own LIBVIRT_* base chains
 # are left alone: libvirtd creates them once per start, and a network started

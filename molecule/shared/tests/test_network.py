@@ -1,0 +1,123 @@
+"""The nodes' network against the scenario's profile, checked as a person would by hand.
+
+Each test reads the kernel's own view (`ip -j`, /proc/net/bonding) on the node and
+compares it with what the profile's YAML says. Runs once per node.
+"""
+
+import ipaddress
+import json
+
+import pytest
+
+from profile_data import interface_of, profile_of
+
+
+def ip_json(host, command):
+    return json.loads(host.check_output(f"ip -j {command}"))
+
+
+def name_of(host):
+    return host.backend.get_hostname()
+
+
+def address_of(profile, host_name, network):
+    return profile["hosts"][host_name]["addresses"][network]
+
+
+def peer_names(host):
+    return [peer for peer in host.ansible.get_variables()["groups"]["lab_nodes"] if peer != name_of(host)]
+
+
+def test_every_interface_of_the_profile_is_up(host):
+    profile = profile_of(host)
+    wanted = [link["name"] for link in profile["links"]]
+    wanted += [profile["bond"]["name"]] if profile.get("bond") else []
+    wanted += [interface_of(net) for net in profile["networks"].values()]
+    links = {link["ifname"]: link for link in ip_json(host, "link show")}
+    for name in dict.fromkeys(wanted):
+        assert name in links, f"{name} is missing"
+        assert {"UP", "LOWER_UP"} <= set(links[name]["flags"]), f"{name}: {links[name]['flags']}"
+
+
+def test_each_network_has_its_address_on_its_interface(host):
+    profile = profile_of(host)
+    for name, network in profile["networks"].items():
+        interface = interface_of(network)
+        expected = address_of(profile, name_of(host), name)
+        prefix = ipaddress.ip_network(network["subnet"]).prefixlen
+        info = [a for link in ip_json(host, f"-4 addr show dev {interface}") for a in link["addr_info"]]
+        assert [(a["local"], a["prefixlen"]) for a in info] == [(expected, prefix)], f"{interface}: {info}"
+        # A DHCP network's address is a lease (dynamic), a static one is not.
+        assert bool(info[0].get("dynamic")) == bool(network.get("dhcp")), f"{interface}: {info}"
+
+
+def test_vlan_interfaces_carry_the_profile_ids(host):
+    profile = profile_of(host)
+    tagged = {name: net for name, net in profile["networks"].items() if net.get("vlan")}
+    if not tagged:
+        pytest.skip(f"profile {host.ansible.get_variables()['network_profile']} has no VLANs")
+    for network in tagged.values():
+        link = ip_json(host, f"-d link show dev {interface_of(network)}")[0]
+        assert link["linkinfo"]["info_kind"] == "vlan"
+        assert link["linkinfo"]["info_data"]["id"] == network["vlan"]
+        assert link["linkinfo"]["info_data"]["protocol"] == "802.1Q"
+        assert link["link"] == network["parent"]
+
+
+def test_the_bond_runs_as_the_profile_says(host):
+    bond = profile_of(host).get("bond")
+    if not bond:
+        pytest.skip(f"profile {host.ansible.get_variables()['network_profile']} has no bond")
+    # /proc/net/bonding is what an operator reads first.
+    text = host.file(f"/proc/net/bonding/{bond['name']}").content_string
+    assert "Bonding Mode: fault-tolerance (active-backup)" in text or bond["mode"] != "active-backup", text
+    assert f"Primary Slave: {bond['primary']}" in text, text
+    assert f"Currently Active Slave: {bond['primary']}" in text, text
+    assert f"MII Polling Interval (ms): {bond['miimon']}" in text, text
+    members = [line.split(": ")[1] for line in text.splitlines() if line.startswith("Slave Interface: ")]
+    assert sorted(members) == sorted(bond["members"]), text
+    assert text.count("MII Status: up") == 1 + len(bond["members"]), text
+
+
+def test_each_subnet_is_routed_via_its_own_interface(host):
+    routes = ip_json(host, "-4 route show")
+    for network in profile_of(host)["networks"].values():
+        devices = [r["dev"] for r in routes if r["dst"] == network["subnet"]]
+        assert devices == [interface_of(network)], f"{network['subnet']}: {devices}"
+
+
+def test_no_address_of_one_network_on_another_interface(host):
+    networks = list(profile_of(host)["networks"].values())
+    for link in ip_json(host, "-4 addr show"):
+        for info in link["addr_info"]:
+            for network in networks:
+                if ipaddress.ip_address(info["local"]) in ipaddress.ip_network(network["subnet"]):
+                    assert link["ifname"] == interface_of(network), f"{info['local']} on {link['ifname']}"
+
+
+def test_cluster_interface_keeps_ipv6_link_local(host):
+    interface = interface_of(profile_of(host)["networks"]["cluster"])
+    info = [a for link in ip_json(host, f"-6 addr show dev {interface} scope link") for a in link["addr_info"]]
+    assert info and info[0]["local"].startswith("fe80:"), info
+
+
+def test_every_peer_answers_on_every_network_and_is_learned_there(host):
+    profile = profile_of(host)
+    for peer_name in peer_names(host):
+        for name, network in profile["networks"].items():
+            interface = interface_of(network)
+            address = address_of(profile, peer_name, name)
+            result = host.run(f"ping -n -q -c 3 -i 0.2 -W 2 -I {interface} {address}")
+            assert result.rc == 0 and " 0% packet loss" in result.stdout, f"{peer_name} {address}: {result.stdout}"
+            neighbours = ip_json(host, f"-4 neigh show to {address}")
+            assert [n["dev"] for n in neighbours] == [interface], f"{address}: {neighbours}"
+
+
+def test_network_files_are_root_owned_and_marked_managed(host):
+    files = host.check_output("ls /etc/systemd/network").split()
+    ours = [f for f in files if f.startswith("10-aicluster-")]
+    assert ours, files
+    for name in ours:
+        managed = host.file(f"/etc/systemd/network/{name}")
+        assert managed.user == "root" and managed.mode == 0o644, name
+        assert "Managed by aicluster.lab" in managed.content_string, name

@@ -1,0 +1,40 @@
+# Copyright: aicluster.lab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of the validate role's network phase: compare ip -j JSON with the host model."""
+
+from __future__ import annotations
+
+import json
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import network_checks as _checks
+from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import peer_targets
+
+
+def _json(value, field):
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else []
+        except ValueError as exc:
+            raise AnsibleFilterError(f"network_checks: state.{field} is not the JSON of ip -j: {exc}")
+    return value
+
+
+def network_checks(model, state, targets=None):
+    """Checks of one host: ``state`` holds links (ip -d -j link), addrs, routes and neigh (ip -j)."""
+    if not isinstance(model, dict) or "interfaces" not in model:
+        raise AnsibleFilterError("network_checks: the input must be a host's network_model")
+    parsed = {field: _json(state.get(field), field) for field in ("links", "addrs", "routes", "neigh")}
+    return _checks(model, parsed, targets)
+
+
+def network_peer_targets(models, host):
+    """Every peer's address on each of the host's networks (the mesh ping's targets)."""
+    if host not in models:
+        raise AnsibleFilterError(f"network_peer_targets: host {host!r} has no model")
+    return peer_targets(models, host)
+
+
+class FilterModule:
+    def filters(self):
+        return {"network_checks": network_checks, "network_peer_targets": network_peer_targets}
