@@ -1,0 +1,1220 @@
+# -*- coding: utf-8 -*-
+# Copyright: aicluster.lab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Commit-confirmed network changes: apply configuration files with a rollback armed first.
+
+network_apply saves the owned files, starts a detached rollback process on the host, then
+writes the new files and reloads. network_confirm, run from a new connection, disarms it.
+Unconfirmed, the rollback restores the saved files by itself after the timeout, so a change
+that cuts the host off from the controller undoes itself.
+
+Layout of one change, ``<state_dir>/<change_id>/``:
+
+  manifest.json   the owned files before the change (names, modes, owners, symlinks)
+  before/<name>   their exact bytes
+  plan.json       everything the rollback needs (directory, prefix, commands, deadline, ...)
+  rollback.py     ROLLBACK_SCRIPT below; its command line holds the change dir, which is
+                  how confirm recognises the process behind ``pid`` before killing it
+  pid             the sleeping rollback process
+  rollback.log    its output
+  lock            flock: a restore, a confirm and an abort never overlap
+  confirmed | rolled_back | aborted | abandoned   how the change ended (JSON records)
+
+systemd 252 semantics this relies on, read in src/network (networkd-manager.c
+manager_reload, networkd-network.c network_reload, networkd-netdev.c netdev_load_one) and
+checked against Debian's systemd-networkd 252.39 in a private network namespace (bridge
+standing in for bond, macvlan for VLAN):
+  * ``networkctl reload`` compares each .network file's inode/mtime/size with the loaded one,
+    keeps the old object for unchanged files and reconfigures only the links whose matching
+    object changed (new, modified or removed file), without a forced drop of their addresses.
+    A ``networkctl reconfigure`` of those links afterwards would drop and re-add their
+    configuration a second time, so it is not run for them.
+  * Links in the ``failed`` state are skipped by the reload even when their file changed;
+    only ``networkctl reconfigure`` revives them.
+  * An existing netdev is never changed by a reload. Deleting an independent one (bond,
+    bridge) makes networkd drop its object, and the reload creates it from the new file.
+    A stacked one (VLAN, MACVLAN, tunnel) keeps its object after the device is deleted, so
+    a changed definition only takes effect when networkd restarts.
+  * A reused .network object keeps pointers to the netdev objects it named (Bond=, VLAN=,
+    ...). After a netdev is recreated those are stale: members are not enslaved again and
+    ``networkctl reconfigure`` does not help. Writing such .network files again with the same
+    content (a new inode) makes the reload build new objects. Deleting a bridge also makes
+    networkd re-apply the old configuration to its ports, which fails against the dying
+    device and leaves them failed, hence an explicit reconfigure of those links.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+try:
+    import yaml
+except ImportError:
+    yaml = None  # netplan files are then written and reloaded, their netdevs not handled.
+
+DEFAULT_DIRECTORY = '/etc/systemd/network'
+DEFAULT_PREFIX = '10-aicluster-'
+DEFAULT_RELOAD = [['networkctl', 'reload']]
+DEFAULT_STATE_DIR = '/var/lib/aicluster-lab/network'
+DEFAULT_TIMEOUT = 60
+DEFAULT_MODE = 0o644
+
+# The commands and paths below are parameters of apply_change and confirm_change so that
+# unit tests run the real logic without touching the host's links; modules use these.
+NETWORKCTL = ['networkctl']
+IP = ['ip']
+RESTART = ['systemctl', 'restart', 'systemd-networkd']
+SYS_CLASS_NET = '/sys/class/net'
+NETIF_LINKS = '/run/systemd/netif/links'
+# Pause between deleting devices and the reload, so networkd has processed the removal
+# (RTM_DELLINK drops its netdev object) before it loads the new netdev files.
+SETTLE_S = 1.0
+
+KEEP_CHANGES = 5
+# How long network_confirm(wait_rolled_back) waits past the deadline for the record:
+# the restore runs the reload commands, each allowed up to COMMAND_TIMEOUT_S.
+WAIT_MARGIN_S = 60
+COMMAND_TIMEOUT_S = 120
+ARM_TIMEOUT_S = 30
+MAX_TIMEOUT_S = 86400
+
+CHANGE_ID_RE = re.compile(r'^[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-[0-9a-f]{6}$')
+MARKERS = ('confirmed', 'rolled_back', 'aborted', 'abandoned')
+
+# [Network] settings that name a netdev: the .network object holds a pointer to it.
+NETDEV_REF_KEYS = frozenset(['Bond', 'Bridge', 'VRF', 'BatmanAdvanced', 'VLAN', 'MACVLAN',
+                             'MACVTAP', 'IPVLAN', 'IPVTAP', 'VXLAN', 'Tunnel', 'MACsec', 'Xfrm'])
+# ... of which these are stacked on the link: deleting the link deletes them too.
+STACKED_REF_KEYS = frozenset(['VLAN', 'MACVLAN', 'MACVTAP', 'IPVLAN', 'IPVTAP', 'VXLAN',
+                              'Tunnel', 'MACsec', 'Xfrm'])
+# Netdev kinds networkd creates on a parent link (unless Independent=yes for tunnels, VXLAN).
+STACKED_KINDS = frozenset(['vlan', 'macvlan', 'macvtap', 'ipvlan', 'ipvtap', 'vxlan', 'ipip', 'sit',
+                           'gre', 'gretap', 'ip6gre', 'ip6gretap', 'vti', 'vti6', 'ip6tnl', 'erspan',
+                           'macsec', 'xfrm'])
+NETPLAN_VIRTUAL = ('bonds', 'bridges', 'vlans', 'tunnels', 'vrfs', 'dummy-devices',
+                   'virtual-ethernets')
+NETPLAN_PHYSICAL = ('ethernets', 'wifis', 'modems')
+
+
+class CommitError(Exception):
+    """A refused or failed change; ``result`` goes into the module's failure."""
+
+    def __init__(self, msg, **result):
+        super().__init__(msg)
+        self.msg = msg
+        self.result = result
+
+
+# ---------------------------------------------------------------- parsing
+
+def parse_unit(text):
+    """Return (section, key, value) of a systemd unit-style file, in order."""
+    entries = []
+    section = None
+    pending = ''
+    for raw in text.splitlines():
+        line = pending + raw.strip()
+        pending = ''
+        if line.endswith('\\'):
+            pending = line[:-1] + ' '
+            continue
+        if not line or line[0] in '#;':
+            continue
+        if line.startswith('[') and line.endswith(']'):
+            section = line[1:-1].strip()
+            continue
+        if '=' in line and section is not None:
+            key, value = line.split('=', 1)
+            entries.append((section, key.strip(), value.strip()))
+    return entries
+
+
+def netdev_names(text):
+    """Names a .netdev file defines ([NetDev] Name=; the last assignment wins)."""
+    names = [v for s, k, v in parse_unit(text) if s == 'NetDev' and k == 'Name' and v]
+    return names[-1:]
+
+
+def netdev_stacked(text):
+    """Whether a .netdev file's device is stacked on a parent link (VLAN, MACVLAN, tunnel, ...)."""
+    entries = parse_unit(text)
+    kinds = [v.lower() for s, k, v in entries if s == 'NetDev' and k == 'Kind']
+    independent = [v.lower() for s, k, v in entries if k == 'Independent' and s in ('Tunnel', 'VXLAN')]
+    return bool(kinds) and kinds[-1] in STACKED_KINDS and not (
+        independent and independent[-1] in ('1', 'yes', 'true', 'on'))
+
+
+def match_names(text):
+    """[Match] Name= patterns of a .network file (an empty assignment resets the list)."""
+    names = []
+    for section, key, value in parse_unit(text):
+        if section == 'Match' and key == 'Name':
+            names = [] if not value else names + value.split()
+    return names
+
+
+def netdev_refs(text, keys=NETDEV_REF_KEYS):
+    """Netdev names a .network file points to ([Network] Bond=, VLAN=, ...)."""
+    return {v for s, k, v in parse_unit(text) if s == 'Network' and k in keys and v}
+
+
+def _netplan_doc(text):
+    if yaml is None:
+        return None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    network = doc.get('network') if isinstance(doc, dict) else None
+    return network if isinstance(network, dict) else {}
+
+
+def netplan_model(text):
+    """Virtual devices (name -> definition), links and stacked VLANs of a netplan YAML file.
+
+    None when PyYAML is missing on the host.
+    """
+    network = _netplan_doc(text)
+    if network is None:
+        return None
+    virtual, links, stacked, members, stacked_devices = {}, set(), {}, {}, set()
+    for kind in NETPLAN_VIRTUAL + NETPLAN_PHYSICAL:
+        devices = network.get(kind)
+        if not isinstance(devices, dict):
+            continue
+        for name, conf in devices.items():
+            name = str(name)
+            conf = conf if isinstance(conf, dict) else {}
+            match = conf.get('match') if isinstance(conf.get('match'), dict) else {}
+            links.add(str(conf.get('set-name') or match.get('name') or name))
+            if kind in NETPLAN_VIRTUAL:
+                virtual[name] = json.dumps([kind, conf], sort_keys=True, default=str)
+            if kind in ('vlans', 'tunnels') and conf.get('link'):
+                stacked.setdefault(str(conf['link']), set()).add(name)
+                stacked_devices.add(name)
+            if kind in ('bonds', 'bridges', 'vrfs') and isinstance(conf.get('interfaces'), list):
+                members[name] = {str(i) for i in conf['interfaces']}
+    return {'virtual': virtual, 'links': links, 'stacked': stacked, 'members': members,
+            'stacked_devices': stacked_devices}
+
+
+def _text(entry):
+    return entry['data'].decode('utf-8', 'replace') if entry and entry.get('data') is not None else ''
+
+
+def _kind(name):
+    for suffix, kind in (('.netdev', 'netdev'), ('.network', 'network'), ('.link', 'link'),
+                         ('.yaml', 'netplan'), ('.yml', 'netplan')):
+        if name.endswith(suffix):
+            return kind
+    return 'other'
+
+
+def _describe(files):
+    """What a set of owned files defines: netdevs, .network files, netplan devices."""
+    model = {'netdevs': {}, 'stacked': set(), 'networks': {},
+             'netplan': {'virtual': {}, 'links': set(), 'stacked': {}, 'members': {}, 'stacked_devices': set()},
+             'netplan_unparsed': False}
+    for name in sorted(files):
+        text = _text(files[name])
+        kind = _kind(name)
+        if kind == 'netdev':
+            for dev in netdev_names(text):
+                model['netdevs'][dev] = name
+                if netdev_stacked(text):
+                    model['stacked'].add(dev)
+        elif kind == 'network':
+            model['networks'][name] = {
+                'match': match_names(text),
+                'refs': netdev_refs(text),
+                'stacked': netdev_refs(text, STACKED_REF_KEYS),
+            }
+        elif kind == 'netplan':
+            parsed = netplan_model(text)
+            if parsed is None:
+                model['netplan_unparsed'] = True
+                continue
+            model['netplan']['virtual'].update(parsed['virtual'])
+            model['netplan']['links'] |= parsed['links']
+            model['netplan']['members'].update(parsed['members'])
+            model['netplan']['stacked_devices'] |= parsed['stacked_devices']
+            for lower, uppers in parsed['stacked'].items():
+                model['netplan']['stacked'].setdefault(lower, set()).update(uppers)
+    return model
+
+
+def _resolve(patterns, existing):
+    """Link names for [Match] Name= patterns: plain names as they are, globs against the links."""
+    names = set()
+    for pattern in patterns:
+        if pattern.startswith('!'):
+            continue
+        if any(c in pattern for c in '*?['):
+            names.update(n for n in existing if fnmatch.fnmatchcase(n, pattern))
+        else:
+            names.add(pattern)
+    return names
+
+
+def _stacked_closure(devices, models):
+    """Devices plus everything stacked on them: deleting a link deletes its VLANs too."""
+    result = set(devices)
+    while True:
+        more = set()
+        for model in models:
+            for info in model['networks'].values():
+                if set(info['match']) & result:
+                    more |= info['stacked']
+            for lower, uppers in model['netplan']['stacked'].items():
+                if lower in result:
+                    more |= uppers
+        if more <= result:
+            return result
+        result |= more
+
+
+def plan_change(old, new, existing_links):
+    """Compare two sets of owned files ({name: {'data', 'mode', 'symlink'}}) and plan the switch.
+
+    Returns the file lists and, for networkd's sake:
+      delete   devices to delete before the reload (changed/removed netdevs that exist);
+      refresh  unchanged files of ``new`` to write again so the reload rebuilds their
+               .network objects (they name a netdev that is recreated);
+      reconfigured  links the reload reconfigures;
+      at_risk  links whose .network names a deleted device (members, parents): networkd may
+               leave them failed, which a reload skips, so they are reconfigured by name;
+      restart  stacked netdevs redefined under the same name: only a restart of networkd
+               makes their new definition count.
+    """
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    changed = sorted(n for n in set(old) & set(new) if _entry_key(old[n]) != _entry_key(new[n]))
+    differing = added + changed + removed
+    before, after = _describe(old), _describe(new)
+    existing = set(existing_links)
+
+    # Netdev names whose definition differs, from .netdev files and from netplan YAML.
+    touched = set()
+    for name in differing:
+        if _kind(name) == 'netdev':
+            touched.update(netdev_names(_text(old.get(name))))
+            touched.update(netdev_names(_text(new.get(name))))
+    for dev in set(before['netplan']['virtual']) | set(after['netplan']['virtual']):
+        if before['netplan']['virtual'].get(dev) != after['netplan']['virtual'].get(dev):
+            touched.add(dev)
+    # A device whose definition changed or went away is deleted; one only added is left
+    # alone when it exists already (it was not made from our files).
+    only_added = {dev for dev in touched
+                  if dev not in before['netdevs'] and dev not in before['netplan']['virtual']}
+    delete = sorted(dev for dev in touched - only_added if dev in existing)
+    fresh = _stacked_closure(touched | set(delete), (before, after))
+
+    refresh = sorted(name for name, info in after['networks'].items()
+                     if name not in differing and info['refs'] & fresh)
+
+    gone = _stacked_closure(set(delete), (before, after))
+    at_risk = set()
+    if gone:
+        for info in after['networks'].values():
+            if info['refs'] & gone:
+                at_risk |= _resolve(info['match'], existing)
+        for dev, ifaces in after['netplan']['members'].items():
+            if dev in gone:
+                at_risk |= ifaces
+        for lower, uppers in after['netplan']['stacked'].items():
+            if uppers & gone:
+                at_risk.add(lower)
+    stacked = (before['stacked'] | after['stacked'] | before['netplan']['stacked_devices']
+               | after['netplan']['stacked_devices'])
+    redefined_same_name = {dev for dev in touched
+                           if (dev in before['netdevs'] or dev in before['netplan']['virtual'])
+                           and (dev in after['netdevs'] or dev in after['netplan']['virtual'])}
+
+    reconfigured = set()
+    for name in differing + refresh:
+        for files, model in ((old, before), (new, after)):
+            if name in files and name in model['networks']:
+                reconfigured |= _resolve(model['networks'][name]['match'], existing)
+            elif name in files and _kind(name) == 'netplan':
+                parsed = netplan_model(_text(files[name]))
+                if parsed:
+                    reconfigured |= parsed['links']
+    return {
+        'added': added,
+        'changed': changed,
+        'removed': removed,
+        'delete': delete,
+        'created': sorted(only_added),
+        'redefined': sorted(dev for dev in touched
+                            if dev in after['netdevs'] or dev in after['netplan']['virtual']),
+        'refresh': refresh,
+        'reconfigured': sorted(reconfigured),
+        'at_risk': sorted(at_risk),
+        'restart': sorted(redefined_same_name & stacked),
+        'netplan_unparsed': before['netplan_unparsed'] or after['netplan_unparsed'],
+        'links_changed': sorted(n for n in differing if _kind(n) == 'link'),
+    }
+
+
+def _entry_key(entry):
+    return (entry.get('symlink'), entry.get('data'), entry.get('mode'))
+
+
+# ---------------------------------------------------------------- validation
+
+def _mode(value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str) and re.match(r'^0?[0-7]{3,4}$', value.strip()):
+        mode = int(value.strip(), 8)
+    else:
+        raise CommitError("mode: %r is not an octal file mode such as '0644'" % (value,))
+    if not 0 <= mode <= 0o7777:
+        raise CommitError("mode: %r is not an octal file mode such as '0644'" % (value,))
+    return mode
+
+
+def validate(files, directory, prefix, reload, rollback_timeout, state_dir, mode):
+    """Check the options; every error names the option and the offending value."""
+    if not isinstance(prefix, str) or not prefix or '/' in prefix or prefix.startswith('.'):
+        raise CommitError("prefix: %r must be a non-empty file name prefix without '/' "
+                          "that does not start with '.'" % (prefix,))
+    for option, path in (('directory', directory), ('state_dir', state_dir)):
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise CommitError('%s: %r is not an absolute path' % (option, path))
+    if not isinstance(files, dict):
+        raise CommitError('files: must be a dict of file name to content, got %r' % (files,))
+    for name, content in files.items():
+        if not isinstance(name, str) or '/' in name or name in ('.', '..') or '\0' in name:
+            raise CommitError('files: %r is not a plain file name' % (name,))
+        if not name.startswith(prefix):
+            raise CommitError('files: %r does not start with the prefix %r; every file this module '
+                              'writes must, so that it is known as owned' % (name, prefix))
+        if not isinstance(content, str):
+            raise CommitError('files.%s: the content must be a string, got %s'
+                              % (name, type(content).__name__))
+    if not isinstance(reload, list):
+        raise CommitError('reload: %r must be a list of commands, each a list of arguments' % (reload,))
+    for index, argv in enumerate(reload):
+        if (not isinstance(argv, list) or not argv
+                or not all(isinstance(a, str) for a in argv) or not argv[0].strip()):
+            raise CommitError('reload[%d]: %r must be a non-empty list of string arguments, '
+                              'e.g. [networkctl, reload]' % (index, argv))
+        if len(argv) == 1 and ' ' in argv[0].strip():
+            raise CommitError('reload[%d]: %r names a program with a space in it; give the command '
+                              'as a list of arguments, e.g. [networkctl, reload]' % (index, argv))
+    if (isinstance(rollback_timeout, bool) or not isinstance(rollback_timeout, int)
+            or not 1 <= rollback_timeout <= MAX_TIMEOUT_S):
+        raise CommitError('rollback_timeout: %r must be a number of seconds from 1 to %d'
+                          % (rollback_timeout, MAX_TIMEOUT_S))
+    return _mode(mode)
+
+
+# ---------------------------------------------------------------- files
+
+def read_owned(directory, prefix):
+    """Owned entries of directory: regular files and symlinks whose name starts with prefix.
+
+    Directories (drop-in .d directories) are never owned: they are neither read nor removed.
+    """
+    owned = {}
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return owned
+    for name in sorted(names):
+        if not name.startswith(prefix):
+            continue
+        path = os.path.join(directory, name)
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            if os.path.isdir(path):
+                continue
+            owned[name] = {'symlink': os.readlink(path), 'data': None, 'mode': None,
+                           'uid': st.st_uid, 'gid': st.st_gid}
+        elif stat.S_ISREG(st.st_mode):
+            with open(path, 'rb') as handle:
+                owned[name] = {'symlink': None, 'data': handle.read(), 'mode': stat.S_IMODE(st.st_mode),
+                               'uid': st.st_uid, 'gid': st.st_gid}
+    return owned
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, data, mode):
+    """Write through a temp file and rename, so networkd never reads half a file.
+
+    The temp name starts with '.' and ends in '.tmp': neither owned nor read by networkd.
+    """
+    directory, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix='.%s.' % name, suffix='.tmp', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _write_json(path, value):
+    atomic_write(path, (json.dumps(value, indent=2, sort_keys=True) + '\n').encode(), 0o600)
+
+
+def _read_json(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def _diff_entries(directory, present, wanted, names):
+    def show(entry):
+        if entry is None:
+            return ''
+        if entry.get('symlink') is not None:
+            return 'symlink -> %s\n' % entry['symlink']
+        return _text(entry)
+
+    def header(name, entry):
+        path = os.path.join(directory, name)
+        if entry is None:
+            return '%s (absent)' % path
+        if entry.get('symlink') is not None:
+            return '%s (symlink)' % path
+        return '%s (mode %04o)' % (path, entry['mode'])
+
+    return [{'before_header': header(n, present.get(n)), 'after_header': header(n, wanted.get(n)),
+             'before': show(present.get(n)), 'after': show(wanted.get(n))} for n in names]
+
+
+def failed_links(names, sys_class_net, netif_links):
+    """Links networkd has in the failed state (ADMIN_STATE in its per-ifindex state file)."""
+    failed = []
+    for name in names:
+        try:
+            with open(os.path.join(sys_class_net, name, 'ifindex')) as handle:
+                ifindex = handle.read().strip()
+            with open(os.path.join(netif_links, ifindex)) as handle:
+                state = handle.read()
+        except OSError:
+            continue
+        if re.search(r'^ADMIN_STATE=failed$', state, re.M):
+            failed.append(name)
+    return failed
+
+
+def _existing_links(sys_class_net):
+    try:
+        return sorted(os.listdir(sys_class_net))
+    except OSError:
+        return []
+
+
+# ---------------------------------------------------------------- change directories
+
+def new_change_id(now=None):
+    """UTC time to the millisecond, then random: ids sort in the order changes were made."""
+    now = time.time() if now is None else now
+    return '%s.%03dZ-%s' % (time.strftime('%Y%m%dT%H%M%S', time.gmtime(now)), int(now * 1000) % 1000,
+                            secrets.token_hex(3))
+
+
+def _proc_alive(pid, change_dir):
+    """True when pid runs and is this change's rollback (its command line names the change dir).
+
+    A pid alone could by now belong to an unrelated process; a zombie has finished.
+    """
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+            argv = handle.read().split(b'\0')
+        with open('/proc/%d/stat' % pid, 'rb') as handle:
+            state = handle.read().rsplit(b')', 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state in (b'Z', b'X'):
+        return False
+    target = os.fsencode(os.path.abspath(change_dir))
+    return any(arg == target or arg.startswith(target + b'/') for arg in argv)
+
+
+def _read_pid(change_dir):
+    try:
+        with open(os.path.join(change_dir, 'pid')) as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def change_status(change_dir):
+    """confirmed, rolled_back, aborted, abandoned, pending (rollback armed) or stale.
+
+    stale: never confirmed and its rollback process is gone without having restored
+    anything (the host rebooted, or someone killed it); its files stayed in place.
+    """
+    for marker in MARKERS:
+        if os.path.exists(os.path.join(change_dir, marker)):
+            return marker
+    pid = _read_pid(change_dir)
+    if pid is not None and _proc_alive(pid, change_dir):
+        return 'pending'
+    return 'stale'
+
+
+def _change_dirs(state_dir):
+    try:
+        names = os.listdir(state_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if CHANGE_ID_RE.match(n)
+                  and os.path.isfile(os.path.join(state_dir, n, 'plan.json')))
+
+
+def prune(state_dir, keep=KEEP_CHANGES):
+    """Remove finished change dirs beyond the newest ``keep``; pending ones always stay."""
+    finished = [n for n in _change_dirs(state_dir) if change_status(os.path.join(state_dir, n)) != 'pending']
+    pruned = finished[:-keep] if keep else finished
+    for name in pruned:
+        shutil.rmtree(os.path.join(state_dir, name), ignore_errors=True)
+    return pruned
+
+
+class _Lock:
+    """flock on a file; blocks until the other holder (restore, confirm, apply) is done."""
+
+    def __init__(self, path):
+        self.path = path
+        self.handle = None
+
+    def __enter__(self):
+        self.handle = open(self.path, 'a')
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def _kill_rollback(change_dir, wait_s=5.0):
+    """Stop the change's sleeping rollback; returns the pid it killed, or None."""
+    pid = _read_pid(change_dir)
+    if pid is None or not _proc_alive(pid, change_dir):
+        return None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return None
+    end = time.monotonic() + wait_s
+    while _proc_alive(pid, change_dir) and time.monotonic() < end:
+        time.sleep(0.05)
+    if _proc_alive(pid, change_dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pid
+
+
+# ---------------------------------------------------------------- apply
+
+def _pending_changes(state_dir, check_mode, warnings):
+    pending = []
+    for name in _change_dirs(state_dir):
+        change_dir = os.path.join(state_dir, name)
+        status = change_status(change_dir)
+        if status == 'pending':
+            pending.append((name, _read_json(os.path.join(change_dir, 'plan.json'))))
+        elif status == 'stale':
+            warnings.append('change %s was never confirmed and its rollback process is gone (the host '
+                            'rebooted?): its files stayed in place and are the state this run starts from'
+                            % name)
+            if not check_mode:
+                _write_json(os.path.join(change_dir, 'abandoned'),
+                            {'time': time.time(), 'reason': 'rollback process gone, not confirmed'})
+    return pending
+
+
+def _run(argv):
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=COMMAND_TIMEOUT_S, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {'argv': list(argv), 'rc': None, 'stdout': '', 'stderr': str(exc)}
+    return {'argv': list(argv), 'rc': proc.returncode,
+            'stdout': proc.stdout.decode('utf-8', 'replace')[-4000:],
+            'stderr': proc.stderr.decode('utf-8', 'replace')[-4000:]}
+
+
+def _arm(change_dir, python):
+    """Start rollback.py detached: its own session, no inherited descriptors, output to a log.
+
+    The script forks and its parent exits at once (the pid it writes is the child's), so
+    the sleeper is nobody's child here and outlives this process and its SSH session.
+    """
+    script = os.path.join(change_dir, 'rollback.py')
+    with open(os.path.join(change_dir, 'rollback.log'), 'ab') as log:
+        launcher = subprocess.Popen([python, script, change_dir, 'arm'], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, close_fds=True,
+                                    start_new_session=True, cwd='/')
+    try:
+        rc = launcher.wait(timeout=ARM_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+        launcher.wait()
+        rc = None
+    pid = _read_pid(change_dir)
+    if rc != 0 or pid is None or not _proc_alive(pid, change_dir):
+        with open(os.path.join(change_dir, 'rollback.log'), 'rb') as log:
+            tail = log.read()[-2000:].decode('utf-8', 'replace')
+        raise CommitError('could not start the rollback process (rc %s): %s' % (rc, tail.strip()))
+    return pid
+
+
+def _rollback_now(change_dir, python, reason):
+    """Undo a change that failed half-way: stop the timer, restore now, return the record."""
+    with _Lock(os.path.join(change_dir, 'lock')):
+        # Holding the lock, the sleeper is not in the middle of a restore of its own.
+        _kill_rollback(change_dir)
+    result = _run([python, os.path.join(change_dir, 'rollback.py'), change_dir, 'now', reason])
+    try:
+        return _read_json(os.path.join(change_dir, 'rolled_back')), result
+    except (OSError, ValueError):
+        return None, result
+
+
+def apply_change(files, directory=DEFAULT_DIRECTORY, prefix=DEFAULT_PREFIX, reload=None,
+                 rollback_timeout=DEFAULT_TIMEOUT, state_dir=DEFAULT_STATE_DIR, mode=DEFAULT_MODE,
+                 check_mode=False, diff=False, networkctl=None, ip=None, restart=None,
+                 sys_class_net=None, netif_links=None, settle=None, python=None):
+    """Apply ``files`` commit-confirmed; return the module result or raise CommitError.
+
+    networkctl, ip, restart (networkd), sys_class_net, netif_links, settle and python
+    default to the module-level values; tests pass harmless stand-ins.
+    """
+    reload = [list(a) for a in DEFAULT_RELOAD] if reload is None else reload
+    networkctl = list(NETWORKCTL if networkctl is None else networkctl)
+    ip = list(IP if ip is None else ip)
+    tools = {'networkctl': networkctl, 'ip': ip, 'restart': list(RESTART if restart is None else restart),
+             'sys_class_net': SYS_CLASS_NET if sys_class_net is None else sys_class_net,
+             'netif_links': NETIF_LINKS if netif_links is None else netif_links}
+    sys_class_net = tools['sys_class_net']
+    settle = SETTLE_S if settle is None else settle
+    python = python or sys.executable
+    mode = validate(files, directory, prefix, reload, rollback_timeout, state_dir, mode)
+    directory, state_dir = os.path.normpath(directory), os.path.normpath(state_dir)
+
+    present = read_owned(directory, prefix)
+    wanted = {name: {'symlink': None, 'data': content.encode('utf-8'), 'mode': mode}
+              for name, content in files.items()}
+    links = _existing_links(sys_class_net)
+    plan = plan_change(present, wanted, links)
+    differing = plan['added'] + plan['changed'] + plan['removed']
+    result = {'changed': bool(differing), 'change_id': None, 'rollback_deadline': None,
+              'armed': False, 'files_added': plan['added'], 'files_changed': plan['changed'],
+              'files_removed': plan['removed'], 'reconfigured': plan['reconfigured'],
+              'reconfigured_explicitly': [], 'networkd_restarted': False,
+              'devices_deleted': [], 'files_refreshed': [], 'commands': [], 'warnings': []}
+    if diff:
+        result['diff'] = _diff_entries(directory, present, wanted, sorted(differing))
+    if plan['netplan_unparsed'] and differing:
+        result['warnings'].append('PyYAML is missing on the host: virtual devices defined in the netplan '
+                                  'files are not deleted when their definition changes')
+    if plan['links_changed']:
+        result['warnings'].append('.link files changed (%s): networkctl reload does not read them; they '
+                                  'apply when udev next adds the device (reboot or udevadm trigger)'
+                                  % ', '.join(plan['links_changed']))
+
+    # One apply at a time per state_dir; a run that changes nothing creates nothing.
+    state_lock = None
+    if not check_mode and differing:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    if not check_mode and os.path.isdir(state_dir):
+        state_lock = _Lock(os.path.join(state_dir, 'lock')).__enter__()
+    try:
+        pending = _pending_changes(state_dir, check_mode, result['warnings'])
+        if pending:
+            change_id, pending_plan = pending[-1]
+            left = pending_plan['deadline'] - time.time()
+            raise CommitError(
+                'change %s in %s is still pending: it is neither confirmed nor rolled back, and its '
+                'rollback fires at %s (%s). Confirm it with aicluster.lab.network_confirm change_id=%s, '
+                'or wait for the rollback, before applying another change'
+                % (change_id, state_dir, time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(pending_plan['deadline'])),
+                   'in %d s' % left if left > 0 else 'now', change_id),
+                pending_change=change_id, rollback_deadline=pending_plan['deadline'])
+
+        if not differing:
+            result['msg'] = 'no change: the %d owned files in %s are as wanted' % (len(present), directory)
+            return result
+        if check_mode:
+            result['msg'] = 'would apply: %s (check mode)' % _summary(plan)
+            return result
+        return _apply(result, plan, present, wanted, directory, prefix, reload, rollback_timeout,
+                      state_dir, tools, settle, python, links)
+    finally:
+        if state_lock is not None:
+            state_lock.__exit__(None, None, None)
+
+
+def _summary(plan):
+    parts = []
+    for key in ('added', 'changed', 'removed'):
+        if plan[key]:
+            parts.append('%s %s' % (key, ', '.join(plan[key])))
+    return '; '.join(parts)
+
+
+def _apply(result, plan, present, wanted, directory, prefix, reload, rollback_timeout, state_dir,
+           tools, settle, python, links):
+    sys_class_net = tools['sys_class_net']
+    change_id = new_change_id()
+    change_dir = os.path.join(state_dir, change_id)
+    os.makedirs(os.path.join(change_dir, 'before'), mode=0o700)
+
+    # (a) the owned files as they are, byte for byte, with modes and owners.
+    manifest = {'directory': directory, 'prefix': prefix, 'files': {}}
+    for name, entry in present.items():
+        meta = {'mode': entry['mode'], 'symlink': entry['symlink'], 'uid': entry['uid'], 'gid': entry['gid']}
+        if entry['symlink'] is None:
+            atomic_write(os.path.join(change_dir, 'before', name), entry['data'], 0o600)
+            meta['sha256'] = hashlib.sha256(entry['data']).hexdigest()
+        manifest['files'][name] = meta
+    _write_json(os.path.join(change_dir, 'manifest.json'), manifest)
+
+    # What the rollback must do, planned now from both sets of files: it runs on a host
+    # that may have no connection and must not need to think.
+    back = plan_change(wanted, present, sorted(set(links) | set(plan['created'])))
+    # Devices the change creates or redefines go, so that the reload makes the old
+    # definitions again; a device that existed and that this change kept stays.
+    kept = set(links) - set(plan['delete'])
+    rollback_delete = sorted(set(plan['redefined']) - kept)
+    armed_at = time.time()
+    deadline = armed_at + rollback_timeout
+    rollback_plan = {
+        'change_id': change_id, 'directory': directory, 'prefix': prefix,
+        'armed_at': armed_at, 'deadline': deadline, 'timeout': rollback_timeout,
+        'reload': reload, 'networkctl': tools['networkctl'], 'ip': tools['ip'],
+        'restart_networkd': tools['restart'], 'sys_class_net': sys_class_net,
+        'settle': settle, 'command_timeout': COMMAND_TIMEOUT_S,
+        'files_added': plan['added'], 'files_changed': plan['changed'], 'files_removed': plan['removed'],
+        # The rollback reconfigures every link either side touches, not only those at risk:
+        # the host is cut off already, and the bad change may have left any of them failed.
+        'rollback': {'delete': rollback_delete, 'refresh': back['refresh'],
+                     'restart': bool(back['restart']),
+                     'reconfigure': sorted(set(back['reconfigured']) | set(plan['reconfigured']))},
+    }
+    _write_json(os.path.join(change_dir, 'plan.json'), rollback_plan)
+    atomic_write(os.path.join(change_dir, 'rollback.py'), ROLLBACK_SCRIPT.encode(), 0o700)
+
+    # (b) arm before touching anything.
+    try:
+        pid = _arm(change_dir, python)
+    except CommitError as exc:
+        _kill_rollback(change_dir)  # in case it started after all: nothing is left armed
+        _write_json(os.path.join(change_dir, 'aborted'), {'time': time.time(), 'reason': exc.msg})
+        raise CommitError('network change %s not applied, nothing was changed: %s' % (change_id, exc.msg),
+                          change_id=change_id)
+    result.update(change_id=change_id, change_dir=change_dir, rollback_deadline=round(deadline, 3),
+                  rollback_pid=pid, armed=True)
+
+    # The connection may die while the reload runs; a SIGHUP from the SSH session's end must
+    # not stop this half-way (the rollback would repair it, but only after the timeout).
+    try:
+        old_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    except ValueError:
+        old_hup = None
+    step = 'writing the files'
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        # (c) new files, owned files no longer wanted, and unchanged ones networkd must reread.
+        for name in plan['added'] + plan['changed']:
+            step = 'writing %s' % os.path.join(directory, name)
+            atomic_write(os.path.join(directory, name), wanted[name]['data'], wanted[name]['mode'])
+        for name in plan['removed']:
+            step = 'removing %s' % os.path.join(directory, name)
+            os.unlink(os.path.join(directory, name))
+        for name in plan['refresh']:
+            step = 'rewriting %s' % os.path.join(directory, name)
+            atomic_write(os.path.join(directory, name), wanted[name]['data'], wanted[name]['mode'])
+            result['files_refreshed'].append(name)
+        _fsync_dir(directory)
+        # (d) networkd never changes an existing netdev: delete it so the reload recreates it.
+        for dev in plan['delete']:
+            if not os.path.lexists(os.path.join(sys_class_net, dev)):
+                continue
+            step = 'deleting device %s' % dev
+            run = _run(tools['ip'] + ['link', 'delete', dev])
+            result['commands'].append(run)
+            if run['rc'] != 0:
+                raise CommitError('rc %s: %s' % (run['rc'], run['stderr'].strip()))
+            result['devices_deleted'].append(dev)
+        if result['devices_deleted'] and settle:
+            time.sleep(settle)
+        # (e) reload: on systemd 252 it reconfigures the links of new, changed and rewritten
+        # .network files by itself, except failed ones (see the module doc at the top).
+        existing = set(_existing_links(sys_class_net))
+        revive = set(failed_links(plan['reconfigured'], sys_class_net, tools['netif_links']))
+        if result['devices_deleted']:
+            revive |= set(plan['at_risk']) & existing
+        commands = [list(argv) for argv in reload]
+        if plan['restart']:
+            # A stacked netdev keeps its old definition through any reload.
+            commands.append(tools['restart'])
+            result['networkd_restarted'] = True
+        elif revive:
+            commands.append(tools['networkctl'] + ['reconfigure'] + sorted(revive))
+            result['reconfigured_explicitly'] = sorted(revive)
+        for argv in commands:
+            step = 'running %s' % ' '.join(argv)
+            run = _run(argv)
+            result['commands'].append(run)
+            if run['rc'] != 0:
+                output = (run['stderr'] or run['stdout']).strip()
+                raise CommitError('rc %s: %s' % (run['rc'], output))
+    except (CommitError, OSError) as exc:
+        reason = exc.msg if isinstance(exc, CommitError) else '%s: %s' % (step, exc)
+        record, run = _rollback_now(change_dir, python, 'applying failed: %s' % reason)
+        if record is None:
+            how = 'the in-process rollback did not finish (rc %s: %s); the previous files are in %s' % (
+                run['rc'], (run['stderr'] or run['stdout']).strip(), os.path.join(change_dir, 'before'))
+        elif record.get('errors'):
+            how = 'the previous files were restored with errors: %s' % '; '.join(record['errors'])
+        else:
+            how = 'the previous files were restored and reloaded'
+        result.update(armed=False, rollback=record)
+        raise CommitError('network change %s failed while %s: %s; %s, and no rollback timer is left '
+                          'armed' % (change_id, step, reason, how), **result)
+    finally:
+        if old_hup is not None:
+            signal.signal(signal.SIGHUP, old_hup)
+
+    result['pruned'] = prune(state_dir)
+    result['msg'] = ('applied change %s (%s); it rolls back by itself at %s unless confirmed with '
+                     'aicluster.lab.network_confirm' % (change_id, _summary(plan),
+                                                        time.strftime('%H:%M:%S UTC', time.gmtime(deadline))))
+    return result
+
+
+# ---------------------------------------------------------------- confirm
+
+def _rolled_back_msg(change_id, record):
+    if record.get('trigger') == 'timeout':
+        return ('change %s was rolled back %d s after it was applied: the host lost its connection to the '
+                'controller' % (change_id, round(record.get('seconds_after_arming', 0))))
+    return 'change %s was rolled back by network_apply itself: %s' % (change_id, record.get('reason'))
+
+
+def confirm_change(change_id, state_dir=DEFAULT_STATE_DIR, check_mode=False, wait_rolled_back=False,
+                   wait_margin=WAIT_MARGIN_S, poll=1.0):
+    """Confirm (disarm) a change, or with wait_rolled_back wait for its rollback's record.
+
+    Returns the module result; raises CommitError when the change was rolled back, is
+    unknown, or (waiting) is still pending after its deadline + wait_margin.
+    """
+    if not isinstance(change_id, str) or not CHANGE_ID_RE.match(change_id):
+        raise CommitError('change_id: %r is not a change id as network_apply returns it '
+                          '(like 20250101T120000.123Z-a1b2c3)' % (change_id,))
+    if not isinstance(state_dir, str) or not os.path.isabs(state_dir):
+        raise CommitError('state_dir: %r is not an absolute path' % (state_dir,))
+    state_dir = os.path.normpath(state_dir)
+    change_dir = os.path.join(state_dir, change_id)
+    if not os.path.isfile(os.path.join(change_dir, 'plan.json')):
+        raise CommitError('change_id: no change %s in %s' % (change_id, state_dir), status='unknown')
+    plan = _read_json(os.path.join(change_dir, 'plan.json'))
+    result = {'changed': False, 'change_id': change_id, 'rollback_deadline': round(plan['deadline'], 3)}
+
+    if wait_rolled_back:
+        if not check_mode:
+            end = plan['deadline'] + wait_margin
+            while change_status(change_dir) == 'pending' and time.time() < end:
+                time.sleep(poll)
+        return _report(change_dir, change_id, plan, result, waited=not check_mode)
+
+    if check_mode:
+        status = change_status(change_dir)
+        if status not in ('pending', 'stale'):
+            return _report(change_dir, change_id, plan, result, waited=False)
+        result.update(changed=True, status='confirmed',
+                      confirmed_after_s=round(time.time() - plan['armed_at'], 3),
+                      msg='would confirm change %s (check mode)' % change_id)
+        return result
+
+    with _Lock(os.path.join(change_dir, 'lock')):
+        # Holding the lock, the rollback is either sleeping or done: never half-way.
+        status = change_status(change_dir)
+        if status not in ('pending', 'stale'):
+            return _report(change_dir, change_id, plan, result, waited=False)
+        result['changed'] = True
+        result['status'] = 'confirmed'
+        result['confirmed_after_s'] = round(time.time() - plan['armed_at'], 3)
+        if status == 'stale':
+            result['warnings'] = ['the rollback process of change %s was gone (the host rebooted?); '
+                                  'confirming keeps its files' % change_id]
+        _write_json(os.path.join(change_dir, 'confirmed'),
+                    {'time': time.time(), 'confirmed_after_s': result['confirmed_after_s']})
+        result['rollback_pid'] = _kill_rollback(change_dir)
+    result['pruned'] = prune(state_dir)
+    result['msg'] = 'confirmed change %s %s s after it was applied' % (change_id, result['confirmed_after_s'])
+    return result
+
+
+def _report(change_dir, change_id, plan, result, waited):
+    status = change_status(change_dir)
+    result['status'] = status
+    if status == 'confirmed':
+        record = _read_json(os.path.join(change_dir, 'confirmed'))
+        result['confirmed_after_s'] = record.get('confirmed_after_s')
+        result['msg'] = 'change %s was already confirmed' % change_id
+        return result
+    if status == 'rolled_back':
+        record = _read_json(os.path.join(change_dir, 'rolled_back'))
+        raise CommitError(_rolled_back_msg(change_id, record), rollback=record, **result)
+    if status == 'aborted':
+        record = _read_json(os.path.join(change_dir, 'aborted'))
+        raise CommitError('change %s was never applied: %s' % (change_id, record.get('reason')), **result)
+    if status == 'pending':
+        left = plan['deadline'] - time.time()
+        if waited:
+            raise CommitError('change %s is still pending %d s after its rollback deadline: the rollback '
+                              'has not finished; see %s' % (change_id, -left, os.path.join(change_dir, 'rollback.log')),
+                              **result)
+        result['msg'] = 'change %s is pending; its rollback fires in %d s' % (change_id, max(left, 0))
+        return result
+    raise CommitError('change %s was neither confirmed nor rolled back and its rollback process is gone '
+                      '(the host rebooted?): its files stayed in place' % change_id, **result)
+
+
+# ---------------------------------------------------------------- the rollback script
+
+# Written into each change dir and run by the host's Python with only the standard
+# library: detached ("arm": sleep until the deadline, restore unless confirmed) or at once
+# ("now": network_apply undoing a change that failed half-way). Everything it needs is in
+# plan.json and manifest.json; it decides nothing beyond what exists at that moment.
+ROLLBACK_SCRIPT = r'''#!/usr/bin/python3
+# Copyright: aicluster.lab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Written by aicluster.lab.network_apply. usage: rollback.py CHANGE_DIR arm|now [REASON]
+import fcntl
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def log(msg):
+    sys.stdout.write('%s %s\n' % (time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), msg))
+    sys.stdout.flush()
+
+
+def load(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def write(path, data, mode, uid=None, gid=None):
+    directory, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix='.%s.' % name, suffix='.tmp', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        if uid is not None and os.geteuid() == 0:
+            os.chown(tmp, uid, gid)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run(argv, timeout):
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {'argv': argv, 'rc': None, 'stdout': '', 'stderr': str(exc)}
+    return {'argv': argv, 'rc': proc.returncode,
+            'stdout': proc.stdout.decode('utf-8', 'replace')[-4000:],
+            'stderr': proc.stderr.decode('utf-8', 'replace')[-4000:]}
+
+
+def owned(directory, prefix):
+    names = {}
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if not name.startswith(prefix):
+            continue
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode) and not os.path.isdir(path):
+            names[name] = ('link', os.readlink(path))
+        elif stat.S_ISREG(st.st_mode):
+            with open(path, 'rb') as handle:
+                names[name] = ('file', handle.read(), stat.S_IMODE(st.st_mode))
+    return names
+
+
+def restore(change_dir, trigger, reason):
+    plan = load(os.path.join(change_dir, 'plan.json'))
+    manifest = load(os.path.join(change_dir, 'manifest.json'))
+    directory, prefix = plan['directory'], plan['prefix']
+    started = time.time()
+    record = {'change_id': plan['change_id'], 'trigger': trigger, 'reason': reason,
+              'armed_at': plan['armed_at'], 'deadline': plan['deadline'],
+              'restored': [], 'removed': [], 'refreshed': [], 'devices_deleted': [],
+              'reconfigured': [], 'commands': [], 'errors': []}
+    try:
+        now = owned(directory, prefix) if os.path.isdir(directory) else {}
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        now = {}
+        record['errors'].append('reading %s: %s' % (directory, exc))
+    for name in sorted(set(now) - set(manifest['files'])):
+        try:
+            os.unlink(os.path.join(directory, name))
+            record['removed'].append(name)
+        except OSError as exc:
+            record['errors'].append('removing %s: %s' % (name, exc))
+    refresh = set(plan['rollback']['refresh'])
+    for name, meta in sorted(manifest['files'].items()):
+        path = os.path.join(directory, name)
+        try:
+            if meta['symlink'] is not None:
+                if now.get(name) != ('link', meta['symlink']):
+                    tmp = os.path.join(directory, '.%s.rollback.tmp' % name)
+                    if os.path.lexists(tmp):
+                        os.unlink(tmp)
+                    os.symlink(meta['symlink'], tmp)
+                    os.rename(tmp, path)
+                    record['restored'].append(name)
+                continue
+            with open(os.path.join(change_dir, 'before', name), 'rb') as handle:
+                data = handle.read()
+            if now.get(name) != ('file', data, meta['mode']) or name in refresh:
+                write(path, data, meta['mode'], meta.get('uid'), meta.get('gid'))
+                (record['refreshed'] if now.get(name) == ('file', data, meta['mode'])
+                 else record['restored']).append(name)
+        except OSError as exc:
+            record['errors'].append('restoring %s: %s' % (name, exc))
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    except OSError:
+        pass
+    timeout = plan['command_timeout']
+    for dev in plan['rollback']['delete']:
+        if os.path.lexists(os.path.join(plan['sys_class_net'], dev)):
+            result = run(plan['ip'] + ['link', 'delete', dev], timeout)
+            record['commands'].append(result)
+            if result['rc'] == 0:
+                record['devices_deleted'].append(dev)
+            else:
+                record['errors'].append('deleting device %s: rc %s' % (dev, result['rc']))
+    if record['devices_deleted']:
+        time.sleep(plan['settle'])
+    for argv in plan['reload']:
+        result = run(argv, timeout)
+        record['commands'].append(result)
+        if result['rc'] != 0:
+            record['errors'].append('%s: rc %s' % (' '.join(argv), result['rc']))
+    if plan['rollback']['restart']:
+        # A stacked netdev (VLAN, ...) keeps its definition through a reload; a restart
+        # also reconfigures every link.
+        result = run(plan['restart_networkd'], timeout)
+        record['commands'].append(result)
+        if result['rc'] != 0:
+            record['errors'].append('%s: rc %s' % (' '.join(plan['restart_networkd']), result['rc']))
+    # The reload already reconfigures these links, except failed ones; once more by name
+    # costs a second reconfiguration on a host that is cut off anyway.
+    links = [link for link in plan['rollback']['reconfigure']
+             if os.path.lexists(os.path.join(plan['sys_class_net'], link))]
+    if links and not plan['rollback']['restart']:
+        result = run(plan['networkctl'] + ['reconfigure'] + links, timeout)
+        record['commands'].append(result)
+        if result['rc'] == 0:
+            record['reconfigured'] = links
+        else:
+            record['errors'].append('reconfigure %s: rc %s' % (' '.join(links), result['rc']))
+    record['rolled_back_at'] = time.time()
+    record['seconds_after_arming'] = round(record['rolled_back_at'] - plan['armed_at'], 3)
+    record['duration_s'] = round(record['rolled_back_at'] - started, 3)
+    write(os.path.join(change_dir, 'rolled_back'),
+          (json.dumps(record, indent=2, sort_keys=True) + '\n').encode(), 0o600)
+    log('rolled back: restored %s, removed %s, devices deleted %s, errors %s'
+        % (record['restored'], record['removed'], record['devices_deleted'], record['errors']))
+    return record
+
+
+def locked_restore(change_dir, trigger, reason):
+    with open(os.path.join(change_dir, 'lock'), 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for marker in ('confirmed', 'rolled_back'):
+            if os.path.exists(os.path.join(change_dir, marker)):
+                log('%s exists, nothing to do' % marker)
+                return 0
+        restore(change_dir, trigger, reason)
+    return 0
+
+
+def arm(change_dir):
+    pid = os.fork()
+    if pid:
+        write(os.path.join(change_dir, 'pid'), ('%d\n' % pid).encode(), 0o600)
+        os._exit(0)
+    # No terminal in this session, but a stray SIGHUP must not end the timer either.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    plan = load(os.path.join(change_dir, 'plan.json'))
+    log('armed: pid %d, rollback at %s unless %s exists'
+        % (os.getpid(), time.strftime('%H:%M:%SZ', time.gmtime(plan['deadline'])),
+           os.path.join(change_dir, 'confirmed')))
+    end = time.monotonic() + max(0.0, plan['deadline'] - time.time())
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        if os.path.exists(os.path.join(change_dir, 'confirmed')):
+            log('confirmed, exiting')
+            return 0
+        time.sleep(min(left, 0.5))
+    return locked_restore(change_dir, 'timeout', 'not confirmed within %s s' % plan['timeout'])
+
+
+def main(argv):
+    change_dir = os.path.abspath(argv[1])
+    if argv[2] == 'arm':
+        return arm(change_dir)
+    return locked_restore(change_dir, 'apply-failed', argv[3] if len(argv) > 3 else 'rollback requested')
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))
+'''

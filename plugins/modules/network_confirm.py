@@ -1,0 +1,176 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: aicluster.lab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: network_confirm
+short_description: Confirm a network change applied by network_apply, or report its rollback
+description:
+  - Confirms a change applied by M(aicluster.lab.network_apply), which disarms the rollback the
+    host armed for it. Run it over a new connection (after C(meta reset_connection)), so that a
+    successful run proves the controller still reaches the host as its network is now.
+  - Confirming creates C(<state_dir>/<change_id>/confirmed) and stops the sleeping rollback
+    process, after checking from C(/proc/<pid>/cmdline) that the pid is still that process.
+    Confirming a confirmed change changes nothing.
+  - "When the change was already rolled back, the module fails with the message
+    C(change X was rolled back N s after it was applied: the host lost its connection to the
+    controller) and returns the rollback's record in RV(rollback)."
+  - With O(wait_rolled_back=true) it never confirms. It waits until the change's rollback has
+    run (at most until the rollback deadline plus 60 s), then fails with that message and the
+    record; it succeeds with RV(status=confirmed) when the change had been confirmed. A play uses
+    this after it lost the host and got it back, to report what the host did.
+  - Finished changes beyond the last five are removed from O(state_dir).
+version_added: 0.1.0
+author:
+  - aicluster.lab contributors (@aicluster)
+options:
+  change_id:
+    description: The change, as RV(aicluster.lab.network_apply#module:change_id) returned it.
+    type: str
+    required: true
+  state_dir:
+    description: The O(aicluster.lab.network_apply#module:state_dir) the change was applied with.
+    type: path
+    default: /var/lib/aicluster-lab/network
+  wait_rolled_back:
+    description:
+      - V(false) confirms the change.
+      - V(true) only waits for and reports the rollback, see above.
+    type: bool
+    default: false
+notes:
+  - Supports C(check_mode) (reports whether it would confirm; changes and waits for nothing).
+  - A change whose rollback process is gone without a record (the host rebooted) is confirmed,
+    with a warning, since its files are in place and the host is reachable; with
+    O(wait_rolled_back=true) it fails with RV(status=stale).
+seealso:
+  - module: aicluster.lab.network_apply
+'''
+
+EXAMPLES = r'''
+- name: Confirm the change from a new connection
+  aicluster.lab.network_confirm:
+    change_id: "{{ applied.change_id }}"
+
+- name: After the host came back, read what its rollback did
+  aicluster.lab.network_confirm:
+    change_id: "{{ applied.change_id }}"
+    wait_rolled_back: true
+  register: rollback
+  failed_when: false
+'''
+
+RETURN = r'''
+change_id:
+  description: The change.
+  returned: always
+  type: str
+  sample: 20250101T120000.123Z-a1b2c3
+status:
+  description:
+    - V(confirmed) (now, or before), V(rolled_back), V(pending) (check mode, or waiting timed out),
+      V(aborted) (network_apply could not arm it, nothing was applied), V(stale) or V(abandoned)
+      (never confirmed, rollback process gone), V(unknown) (no such change).
+  returned: always
+  type: str
+  sample: confirmed
+confirmed_after_s:
+  description: Seconds between arming and confirming.
+  returned: when confirmed
+  type: float
+  sample: 7.412
+rollback_deadline:
+  description: Epoch time at which the rollback fires (or fired) unless confirmed.
+  returned: when the change exists
+  type: float
+  sample: 1735732860.25
+rollback_pid:
+  description: Process id of the rollback that was stopped; null when it had already ended.
+  returned: when this run confirmed
+  type: int
+rollback:
+  description: The rollback's record (the module then fails).
+  returned: when the change was rolled back
+  type: dict
+  contains:
+    trigger:
+      description: V(timeout) (not confirmed in time) or V(apply-failed) (network_apply undid it at once).
+      type: str
+    seconds_after_arming:
+      description: When the rollback ran, in seconds after the change was armed.
+      type: float
+    restored:
+      description: Files written back with their old content and mode.
+      type: list
+      elements: str
+    removed:
+      description: Owned files the change had added, removed.
+      type: list
+      elements: str
+    refreshed:
+      description: Unchanged files written again so that networkd rebuilds them.
+      type: list
+      elements: str
+    devices_deleted:
+      description: Devices the change had created or redefined, deleted.
+      type: list
+      elements: str
+    reconfigured:
+      description:
+        - Links given to C(networkctl reconfigure) after the reload, every link of the files either
+          side touched (the host is cut off anyway, and the change may have left any of them
+          failed, which a reload skips). Empty when systemd-networkd was restarted instead.
+      type: list
+      elements: str
+    commands:
+      description: Commands run, with argv, rc, stdout and stderr.
+      type: list
+      elements: dict
+    errors:
+      description: What went wrong during the restore, if anything.
+      type: list
+      elements: str
+pruned:
+  description: Ids of old change directories removed.
+  returned: when this run confirmed
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.aicluster.lab.plugins.module_utils.network_commit import (
+    DEFAULT_STATE_DIR,
+    CommitError,
+    confirm_change,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            change_id=dict(type='str', required=True),
+            state_dir=dict(type='path', default=DEFAULT_STATE_DIR),
+            wait_rolled_back=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        result = confirm_change(params['change_id'], state_dir=params['state_dir'],
+                                check_mode=module.check_mode,
+                                wait_rolled_back=params['wait_rolled_back'])
+    except CommitError as exc:
+        exc.result.setdefault('change_id', params['change_id'])
+        module.fail_json(msg=exc.msg, **exc.result)
+    for warning in result.pop('warnings', []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
