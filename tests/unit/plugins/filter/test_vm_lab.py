@@ -105,3 +105,89 @@ def test_mgmt_dhcp_refuses_a_node_inside_the_range():
     assert str(caught.value) == (
         "host node1: ansible_host: 192.168.150.240 lies in the dynamic range "
         "192.168.150.239-192.168.150.254 of the management network; pick an address below 192.168.150.239")
+
+
+# --- NICs and DHCP networks from the network profile -------------------------------
+
+def profile_models(name, hosts=("node1", "node2")):
+    import pathlib
+
+    import yaml
+
+    from ansible_collections.aicluster.lab.plugins.module_utils.network_model import build_models
+
+    root = pathlib.Path(__file__).resolve().parents[4]
+    profile = yaml.safe_load((root / "profiles" / f"{name}.yml").read_text())
+    return build_models(profile, list(hosts), {}, name)
+
+
+LAB_WITH_TRUNK = dict(LAB, trunk_network="aiclab-trunk")
+
+
+def specs_for(name):
+    models = profile_models(name)
+    hostvars = {host: {"ansible_host": f"192.168.150.1{i}", "network_model": model}
+                for i, (host, model) in enumerate(models.items(), start=1)}
+    return lab_node_specs(list(hostvars), hostvars, LAB_WITH_TRUNK), hostvars
+
+
+@pytest.mark.parametrize("profile, networks", [
+    ("simple", ["aiclab-mgmt", "aiclab-trunk"]),
+    ("vlans", ["aiclab-mgmt", "aiclab-trunk"]),
+    ("bonding-vlans", ["aiclab-mgmt", "aiclab-trunk", "aiclab-trunk"]),
+    ("dhcp-simple", ["aiclab-mgmt", "aiclab-cluster"]),
+])
+def test_nodes_get_the_nics_their_profile_names(profile, networks):
+    node_specs, _hostvars = specs_for(profile)
+    assert [nic["network"] for nic in node_specs[0]["nics"]] == networks
+
+
+def test_fixed_macs_of_the_profile_are_kept_and_others_derived():
+    dhcp_specs, _hostvars = specs_for("dhcp-simple")
+    assert dhcp_specs[0]["nics"][1]["mac"] == "52:54:00:dc:00:11"
+    assert dhcp_specs[1]["nics"][1]["mac"] == "52:54:00:dc:00:12"
+    bond_specs, _hostvars = specs_for("bonding-vlans")
+    assert bond_specs[0]["nics"][1]["mac"] == lab_mac("aiclab/node1/1")
+
+
+def test_an_explicit_nic_list_beats_the_profile():
+    models = profile_models("simple", ["node1"])
+    hostvars = {"node1": {"ansible_host": "192.168.150.11", "network_model": models["node1"],
+                          "vm_lab_node_nics": ["x", {"network": "y", "mac": "52:54:00:00:00:01"}]}}
+    nics = lab_node_specs(["node1"], hostvars, LAB_WITH_TRUNK)[0]["nics"]
+    assert [(n["network"], n["mac"]) for n in nics[1:]] == [("x", lab_mac("aiclab/node1/1")), ("y", "52:54:00:00:00:01")]
+
+
+def test_the_dhcp_profile_gets_a_lab_network_with_a_lease_per_node():
+    from ansible_collections.aicluster.lab.plugins.filter.vm_lab import lab_profile_networks
+
+    node_specs, hostvars = specs_for("dhcp-simple")
+    (network,) = lab_profile_networks(node_specs, hostvars, LAB_WITH_TRUNK)
+    assert network["name"] == network["bridge"] == "aiclab-cluster"
+    assert network["address"] == "192.168.220.1/24"
+    assert network["dhcp_hosts"] == [
+        {"mac": "52:54:00:dc:00:11", "ip": "192.168.220.11", "name": "node1"},
+        {"mac": "52:54:00:dc:00:12", "ip": "192.168.220.12", "name": "node2"},
+    ]
+    assert network["dhcp_range"] == {"start": "192.168.220.239", "end": "192.168.220.254"}
+    static_specs, static_hostvars = specs_for("bonding-vlans")
+    assert lab_profile_networks(static_specs, static_hostvars, LAB_WITH_TRUNK) == []
+
+
+def test_lab_errors_name_the_profile_host_field_and_value():
+    from ansible_collections.aicluster.lab.plugins.filter.vm_lab import lab_profile_networks, lab_profile_nics
+
+    model = profile_models("simple", ["node1"])["node1"]
+    renamed = dict(model, links=[dict(model["links"][0], name="eno1")])
+    with pytest.raises(AnsibleFilterError) as caught:
+        lab_profile_nics(renamed, LAB_WITH_TRUNK)
+    assert str(caught.value).startswith("network profile simple, host node1: links[0].name: 'eno1' cannot be made by the VM lab")
+    with pytest.raises(AnsibleFilterError) as caught:
+        lab_profile_nics(profile_models("dhcp-simple", ["node1"])["node1"], dict(LAB_WITH_TRUNK, name="toolonglab"))
+    assert str(caught.value) == ("vm_lab_name: 'toolonglab' is too long for the bridge of network 'cluster': "
+                                 "'toolonglab-cluster' has more than 15 characters")
+    node_specs, hostvars = specs_for("simple")
+    with pytest.raises(AnsibleFilterError) as caught:
+        lab_profile_networks(node_specs, hostvars, dict(LAB_WITH_TRUNK, mgmt_address="192.168.1.1/24"))
+    assert str(caught.value) == ("network profile simple, host node1: networks.cluster.subnet: 192.168.1.0/24 overlaps "
+                                 "the lab's management network 192.168.1.0/24 (vm_lab_mgmt_address)")
