@@ -101,6 +101,9 @@ def lab_node_specs(hosts, hostvars, lab):
             "vcpus": _positive_int(host, "vm_lab_vcpus", hv.get("vm_lab_vcpus", lab["vcpus"])),
             "memory_mib": _positive_int(host, "vm_lab_memory_mib", hv.get("vm_lab_memory_mib", lab["memory_mib"])),
             "cmdline": f"{lab['kernel_cmdline']} systemd.hostname={host}",
+            # The overlay is named after the image it is built on: a new image gets a
+            # new overlay instead of running on a disk whose backing file is stale.
+            "disk_name": f"{host}-{lab['image_key'][:16]}.qcow2" if lab["image_key"] else f"{host}.qcow2",
             "nics": [{"network": lab["mgmt_network"], "mac": lab_mac(f"{seed}/0")}]
             + [{"network": nic["network"], "mac": nic["mac"] or lab_mac(f"{seed}/{index}")}
                for index, nic in enumerate(nics, start=1)],
