@@ -75,26 +75,36 @@ def check_mtu(model, links):
 
 
 def check_addresses(model, addrs):
-    """Each network's address sits on its interface with the subnet's prefix."""
+    """Each network's address sits on its interface with the subnet's prefix, and no other in the subnet."""
     by_if = addresses_by_interface(addrs)
     problems, found = [], []
     for net in model["networks"].values():
         subnet = ipaddress.ip_network(net["subnet"])
+        where = f"{net['interface']} ({net['name']})"
         present = by_if.get(net["interface"], [])
         in_subnet = [(ip, plen, dyn) for ip, plen, dyn in present if ipaddress.ip_address(ip) in subnet]
-        if net.get("address"):
+        if not net.get("address"):
+            # DHCP without an expected lease: any address of the subnet will do.
+            if not in_subnet:
+                problems.append(f"{where}: no address in {subnet}")
+                continue
+            ip, plen, dynamic = in_subnet[0]
+        else:
             match = [a for a in in_subnet if a[0] == net["address"] and a[1] == subnet.prefixlen]
             if not match:
                 have = ", ".join(f"{entry[0]}/{entry[1]}" for entry in present) or "no IPv4 address"
-                problems.append(f"{net['interface']} ({net['name']}): expected {net['address']}/{subnet.prefixlen}, has {have}")
+                problems.append(f"{where}: expected {net['address']}/{subnet.prefixlen}, has {have}")
                 continue
-            if net.get("dhcp") and not match[0][2]:
-                problems.append(f"{net['interface']} ({net['name']}): {net['address']} is static, expected a DHCP lease")
+            ip, plen, dynamic = match[0]
+            # A second address in the subnet (a stale lease, a hand-added one) makes the
+            # source address of the host's traffic a matter of luck.
+            extra = [f"{entry[0]}/{entry[1]}" for entry in in_subnet if entry not in match]
+            if extra:
+                problems.append(f"{where}: unexpected {', '.join(extra)} besides {ip}/{plen}")
                 continue
-        elif not in_subnet:
-            problems.append(f"{net['interface']} ({net['name']}): no address in {subnet}")
-            continue
-        ip, plen, dynamic = (match or in_subnet)[0] if net.get("address") else in_subnet[0]
+            if net.get("dhcp") and not dynamic:
+                problems.append(f"{where}: {ip} is static, expected a DHCP lease")
+                continue
         found.append(f"{net['interface']} {ip}/{plen}" + (" (DHCP)" if dynamic else ""))
     return _check("net_addresses", "addresses", "each network's address is on its interface", problems, ", ".join(found))
 
@@ -155,12 +165,21 @@ def check_isolation(model, addrs):
 
 def check_link_local(model, addrs):
     """The cluster interface keeps an IPv6 link-local address: EXO discovers peers by multicast there."""
-    by_if = addresses_by_interface(addrs, "inet6")
     name = model["cluster_interface"]
-    local = [entry[0] for entry in by_if.get(name, []) if entry[0].startswith("fe80:")]
-    problems = [] if local else [f"{name} has no IPv6 link-local address"]
+    local = [info for entry in addrs or [] if entry["ifname"] == name for info in entry.get("addr_info", [])
+             if info.get("family") == "inet6" and ipaddress.ip_address(info["local"]).is_link_local]
+    # An address that failed duplicate address detection (another host has it: a cloned
+    # VM's MAC) is never used, so it does not count.
+    usable = [info["local"] for info in local if not info.get("dadfailed")]
+    duplicate = [info["local"] for info in local if info.get("dadfailed")]
+    if usable:
+        problems = []
+    elif duplicate:
+        problems = [f"{name} has no usable IPv6 link-local address: {', '.join(duplicate)} is a duplicate (DAD failed)"]
+    else:
+        problems = [f"{name} has no IPv6 link-local address"]
     return _check("net_cluster_link_local", "addresses", "the cluster interface has an IPv6 link-local address",
-                  problems, f"{name} {local[0]}" if local else "")
+                  problems, f"{name} {usable[0]}" if usable else "")
 
 
 def check_bond(model, links):
@@ -181,10 +200,13 @@ def check_bond(model, links):
     for key in ("miimon", "updelay", "downdelay"):
         if data.get(key) != bond[key]:
             problems.append(f"{key} {data.get(key)}, expected {bond[key]}")
-    for key in ("lacp_rate", "xmit_hash_policy"):
-        if bond.get(key) and data.get(key) != bond[key]:
-            problems.append(f"{key} {data.get(key)}, expected {bond[key]}")
-    if bond.get("primary"):
+    # The model's names, and the names ip -d -j link prints them under (iproute2 calls
+    # the LACP rate ad_lacp_rate).
+    for key, kernel_key in (("lacp_rate", "ad_lacp_rate"), ("xmit_hash_policy", "xmit_hash_policy")):
+        if bond.get(key) and data.get(kernel_key) != bond[key]:
+            problems.append(f"{key} {data.get(kernel_key)}, expected {bond[key]}")
+    # In another mode the kernel has no primary or active member; the wrong mode is the cause.
+    if bond.get("primary") and data.get("mode") == bond["mode"]:
         if data.get("primary") != bond["primary"]:
             problems.append(f"primary {data.get('primary')}, expected {bond['primary']}")
         # With every member up, active-backup must be using the primary.
@@ -218,8 +240,10 @@ def check_neighbours(model, neighbours, targets):
     """After the mesh ping, each peer's address was learned on its network's interface only."""
     problems, found = [], 0
     for target in targets:
+        # The kernel reports a link-layer address only for resolved entries: INCOMPLETE and
+        # FAILED ones (an ARP request nobody answered) have none and learned nothing.
         devs = sorted({n.get("dev") for n in neighbours or []
-                       if n.get("dst") == target["address"] and "FAILED" not in n.get("state", [])})
+                       if n.get("dst") == target["address"] and n.get("lladdr")})
         if devs != [target["interface"]]:
             problems.append(f"{target['peer']} {target['address']} ({target['network']}) learned on "
                             f"{', '.join(devs) or 'no interface'}, expected {target['interface']}")
