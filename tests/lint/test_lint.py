@@ -42,7 +42,8 @@ def test_ansible_test_sanity():
     assert code == 0, output[-6000:]
 
 
-@pytest.mark.parametrize("kind, name", [("module", m) for m in plugins("modules")] + [("filter", f) for f in plugins("filter")])
+@pytest.mark.parametrize("kind, name", [("module", m) for m in plugins("modules")] + [("filter", f) for f in plugins("filter")]
+                         + [("lookup", name) for name in plugins("lookup")])
 def test_ansible_doc_renders(kind, name):
     code, output = run(["ansible-doc", "-t", kind, f"aicluster.lab.{name}"])
     assert code == 0 and "EXAMPLES" in output and "RETURN" in output.upper(), output[-3000:]
