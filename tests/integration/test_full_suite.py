@@ -126,6 +126,17 @@ def test_a_change_that_cuts_the_node_off_is_rolled_back_by_the_node(run_cmd):
     assert_all_layers_passed(latest_report(before))
 
 
+def test_a_change_to_one_network_reconfigures_only_its_link(run_cmd):
+    network = ["ansible-playbook", "playbooks/network.yml", "--limit", "node2"]
+    moved = run_cmd(network + ["-e", '{"network_addresses": {"storage": "192.168.100.22"}}'])
+    assert moved.returncode == 0, moved.tail()
+    text = " ".join(moved.output.split())
+    assert "files changed 10-aicluster-bond0.100.network; links reconfigured: bond0.100'" in text, moved.tail()
+    back = run_cmd(network)
+    assert back.returncode == 0, back.tail()
+    assert "links reconfigured: bond0.100'" in " ".join(back.output.split()), back.tail()
+
+
 def test_teardown_leaves_nothing(run_cmd):
     run = run_cmd(["ansible-playbook", "playbooks/teardown.yml"])
     assert run.returncode == 0, run.tail()
