@@ -7,6 +7,7 @@ read after the fact; assertion messages quote its tail.
 import os
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -42,12 +43,25 @@ def run_cmd(request):
         started = time.monotonic()
         full_env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
                         ANSIBLE_NOCOLOR="1", PY_COLORS="0", **(env or {}))
-        done = subprocess.run(argv, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        # Read the output as it comes, so each line's time is known: the log shows where
+        # a slow run spent its time, and benchmarks read stage durations from it.
+        lines, stamps = [], []
+        with subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, stdin=subprocess.DEVNULL) as proc:
+            watchdog = threading.Timer(timeout, proc.kill)
+            watchdog.start()
+            try:
+                for line in proc.stdout:
+                    lines.append(line)
+                    stamps.append(time.monotonic() - started)
+            finally:
+                watchdog.cancel()
+            returncode = proc.wait()
         seconds = time.monotonic() - started
         with log.open("a") as handle:
-            handle.write(f"$ {' '.join(map(str, argv))}  # {seconds:.1f} s, exit {done.returncode}\n{done.stdout}\n")
-        print(f"{' '.join(map(str, argv))}: exit {done.returncode} in {seconds:.1f} s (log {log.relative_to(ROOT)})")
-        return Run(argv, done.returncode, done.stdout, seconds, log)
+            handle.write(f"$ {' '.join(map(str, argv))}  # {seconds:.1f} s, exit {returncode}\n")
+            handle.writelines(f"[{stamp:7.1f}s] {line}" for stamp, line in zip(stamps, lines))
+        print(f"{' '.join(map(str, argv))}: exit {returncode} in {seconds:.1f} s (log {log.relative_to(ROOT)})")
+        return Run(argv, returncode, "".join(lines), seconds, log, stamps=stamps)
 
     return _run

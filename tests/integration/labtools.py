@@ -13,8 +13,18 @@ URI = "qemu:///system"
 class Run:
     """A finished command: exit code, output, and the figures read from a PLAY RECAP."""
 
-    def __init__(self, argv, returncode, output, seconds, log):
+    def __init__(self, argv, returncode, output, seconds, log, stamps=None):
         self.argv, self.returncode, self.output, self.seconds, self.log = argv, returncode, output, seconds, log
+        self.stamps = stamps or []  # seconds since the start at which each output line came
+
+    def line_times(self, pattern):
+        """[(seconds, match)] for each output line matching the regular expression."""
+        found = []
+        for stamp, line in zip(self.stamps, self.output.splitlines()):
+            match = re.search(pattern, line)
+            if match:
+                found.append((stamp, match))
+        return found
 
     def tail(self, lines=60):
         return "\n".join(self.output.splitlines()[-lines:])
@@ -46,3 +56,14 @@ def virsh_names(kind, prefix):
 
 def read_json(path):
     return json.loads(pathlib.Path(path).read_text())
+
+
+BENCHMARKS = OUTPUT / "benchmarks.json"
+
+
+def record_benchmark(name, figures):
+    """Add one benchmark's figures to tests/output/benchmarks.json (figures, never assertions)."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    data = json.loads(BENCHMARKS.read_text()) if BENCHMARKS.exists() else {}
+    data[name] = figures
+    BENCHMARKS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

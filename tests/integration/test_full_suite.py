@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from labtools import ROOT, read_json, virsh_names
+from labtools import ROOT, read_json, record_benchmark, virsh_names
 
 pytestmark = pytest.mark.vm
 
@@ -43,6 +43,11 @@ def assert_all_layers_passed(report_path):
     return report
 
 
+def record_suite(name, run, report):
+    record_benchmark(name, {"wall_s": round(run.seconds, 1), **{f"{stage}_s": seconds for stage, seconds
+                                                                in report["metadata"].get("stages_s", {}).items()}})
+
+
 @pytest.fixture(scope="module", autouse=True)
 def no_lab_before_and_after():
     """Start from no lab and leave none behind, whatever happens in between."""
@@ -69,6 +74,7 @@ def test_first_run_provisions_configures_and_passes_every_layer(run_cmd):
     run = run_cmd(PLAYBOOK)
     assert run.returncode == 0, run.tail()
     report = assert_all_layers_passed(latest_report(before))
+    record_suite("full-suite first run", run, report)
     booted = [c for c in report["checks"] if c["name"] == "l1_systemd_running"]
     assert all("time_to_ssh_s" in c["figures"] for c in booted), booted
     assert virsh_names("list", LAB) == ["aiclab-node1", "aiclab-node2"]
@@ -81,7 +87,7 @@ def test_second_run_changes_nothing_in_provisioning(run_cmd):
     before = list((ROOT / "results").glob("*/report.json"))
     suite = run_cmd(PLAYBOOK)
     assert suite.returncode == 0, suite.tail()
-    assert_all_layers_passed(latest_report(before))
+    record_suite("full-suite second run", suite, assert_all_layers_passed(latest_report(before)))
     assert not [t for t in suite.changed_tasks() if t.startswith(("aicluster.lab.vm_lab", "aicluster.lab.network"))], \
         suite.changed_tasks()
 
@@ -115,6 +121,10 @@ def test_a_change_that_cuts_the_node_off_is_rolled_back_by_the_node(run_cmd):
     rolled = re.search(r"rolled it back by itself ([0-9.]+) s after the change \(restoring took ([0-9.]+) s\) "
                        r"and was reachable again ([0-9.]+) s after the change", text)
     assert rolled, cut.tail()
+    record_benchmark("network cut-off rollback", {"rolled_back_after_s": float(rolled.group(1)),
+                                                  "restore_s": float(rolled.group(2)),
+                                                  "reachable_again_after_s": float(rolled.group(3)),
+                                                  "rollback_timeout_s": 20, "wall_s": round(cut.seconds, 1)})
     print(f"node2 rolled itself back {rolled.group(1)} s after the change (restore {rolled.group(2)} s), "
           f"reachable again after {rolled.group(3)} s; the run took {cut.seconds:.0f} s")
     again = run_cmd(network)
