@@ -15,21 +15,8 @@ ETH1 = '[Match]\nName=eth1\n\n[Network]\nDHCP=yes\n'
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    paths = {name: str(tmp_path / name) for name in ('network', 'state', 'sys')}
-    for name in ('network', 'sys'):
-        os.makedirs(paths[name])
-    log = str(tmp_path / 'commands.log')
-    open(log, 'w').close()
-    monkeypatch.setattr(nc, 'NETWORKCTL', ['sh', '-c', 'echo "networkctl $*" >> %s' % log, 'networkctl'])
-    monkeypatch.setattr(nc, 'IP', ['sh', '-c', 'echo "ip $*" >> %s' % log, 'ip'])
-    monkeypatch.setattr(nc, 'RESTART', ['sh', '-c', 'echo restart-networkd >> %s' % log])
-    monkeypatch.setattr(nc, 'SYS_CLASS_NET', paths['sys'])
-    monkeypatch.setattr(nc, 'NETIF_LINKS', str(tmp_path / 'netif'))
-    monkeypatch.setattr(nc, 'SETTLE_S', 0)
-    yield paths
-    for name in nc._change_dirs(paths['state']):
-        nc._kill_rollback(os.path.join(paths['state'], name))
+def env(network_env):
+    return network_env
 
 
 @pytest.fixture
