@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from ansible_collections.aicluster.lab.plugins.module_utils import network_commit as nc
 from ansible_collections.aicluster.lab.plugins.modules import network_apply, network_confirm
 
 P = '10-aicluster-'
