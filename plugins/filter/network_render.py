@@ -9,6 +9,7 @@ from ansible_collections.aicluster.lab.plugins.module_utils.network_render impor
 from ansible_collections.aicluster.lab.plugins.module_utils.network_render import NetworkRenderError
 from ansible_collections.aicluster.lab.plugins.module_utils.network_render import render_netplan
 from ansible_collections.aicluster.lab.plugins.module_utils.network_render import render_networkd
+from ansible_collections.aicluster.lab.plugins.module_utils.network_render import render_summary
 
 
 def network_networkd_files(model, prefix=DEFAULT_PREFIX):
@@ -27,6 +28,15 @@ def network_netplan(model):
         raise AnsibleFilterError(f"network_netplan: {exc}")
 
 
+def network_summary(model):
+    """One line about the host's network, for progress output."""
+    try:
+        return render_summary(model)
+    except (NetworkRenderError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"network_summary: {exc}")
+
+
 class FilterModule:
     def filters(self):
-        return {"network_networkd_files": network_networkd_files, "network_netplan": network_netplan}
+        return {"network_networkd_files": network_networkd_files, "network_netplan": network_netplan,
+                "network_summary": network_summary}

@@ -31,7 +31,7 @@ MODELS = load_models()
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"network_networkd_files", "network_netplan"}
+    assert set(FilterModule().filters()) == {"network_networkd_files", "network_netplan", "network_summary"}
 
 
 @pytest.mark.parametrize("profile, files", [
@@ -123,3 +123,15 @@ def test_through_ansible_playbook_as_the_role_uses_them(tmp_path):
     written = {path.name: path.read_text() for path in (tmp_path / "out").iterdir()}
     expected = dict(network_networkd_files(model), **{"netplan.yaml": network_netplan(model)})
     assert written == expected
+
+
+def test_network_summary_filter_describes_the_host_in_one_line():
+    from ansible_collections.aicluster.lab.plugins.filter.network_render import FilterModule
+
+    summary = FilterModule().filters()["network_summary"]
+    model = MODELS["bonding-vlans"]
+    line = summary(model)
+    assert line.startswith("node1 (bonding-vlans): bond0 over eth1*, eth2 (active-backup")
+    assert "cluster 192.168.200.11/24 on bond0.200 (VLAN 200)" in line and "\n" not in line
+    with pytest.raises(AnsibleFilterError, match="network_summary"):
+        summary({"host": "node1"})
