@@ -13,6 +13,11 @@ from labtools import record_benchmark, virsh_names
 
 pytestmark = pytest.mark.vm
 
+# Molecule announces each action as "<scenario> ➜ <action>: Executing" on a terminal
+# and as "[<scenario> > <action>] Executing" otherwise.
+ACTION_START = r"(?:➜|>) (\w+)\]?:? Executing\s*$"
+ACTION_END = r"(?:➜|>) (\w+)\]?:? Executed"
+
 # scenario -> its lab's name (inventory vm_lab_name)
 SCENARIOS = {"simple": "molsimp", "vlans": "molvlan", "bonding-vlans": "molbond", "dhcp-simple": "moldhcp"}
 
@@ -23,8 +28,8 @@ def test_molecule_scenario_passes_and_leaves_nothing(run_cmd, scenario, lab):
     assert run.returncode == 0, run.tail(80)
     assert "idempotence: Executed: Successful" in run.output, run.tail(80)
     # Each action's wall time: from molecule announcing it to its "Executed" line.
-    starts = [(stamp, match.group(1)) for stamp, match in run.line_times(r"➜ (\w+): Executing\s*$")]
-    ends = [(stamp, match.group(1)) for stamp, match in run.line_times(r"➜ (\w+): Executed")]
+    starts = [(stamp, match.group(1)) for stamp, match in run.line_times(ACTION_START)]
+    ends = [(stamp, match.group(1)) for stamp, match in run.line_times(ACTION_END)]
     actions = {}
     for start, action in starts:
         end = next((stamp for stamp, name in ends if name == action and stamp >= start), None)
