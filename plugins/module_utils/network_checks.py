@@ -232,7 +232,8 @@ def peer_targets(models, host):
             peer_net = model["networks"].get(net_name)
             if peer == host or not peer_net or not peer_net.get("address"):
                 continue
-            targets.append({"network": net_name, "peer": peer, "address": peer_net["address"], "interface": net["interface"]})
+            targets.append({"network": net_name, "peer": peer, "address": peer_net["address"], "interface": net["interface"],
+                            "vlan": net.get("vlan"), "peer_vlan": peer_net.get("vlan")})
     return targets
 
 
@@ -253,6 +254,33 @@ def check_neighbours(model, neighbours, targets):
                   f"{found} peer address(es) learned on their network's interface")
 
 
+def check_vlan_agreement(model, targets):
+    """Every host tags a network with the profile's VLAN id.
+
+    Hosts on one subnet with different tags are cut off from each other. A host override
+    is legal data (profiles/vlans-broken.yml), so this check names which host uses which id
+    against which expected. It compares what each host was configured with; that the kernel
+    runs what was configured is net_vlan_ids' job, on every host.
+    """
+    problems, found = [], []
+    host = model.get("host", "this host")
+    for name, net in sorted(model["networks"].items()):
+        expected = net.get("profile_vlan")
+        if expected is None:
+            continue
+        if net["vlan"] != expected:
+            problems.append(f"{host} tags network {name} with VLAN {net['vlan']} ({net['interface']}), "
+                            f"expected {expected} (networks.{name}.vlan)")
+        else:
+            found.append(f"{name} {expected}")
+    for target in targets or []:
+        if target.get("peer_vlan") != target.get("vlan"):
+            problems.append(f"peer {target['peer']} tags network {target['network']} with VLAN {target['peer_vlan']}, "
+                            f"{host} with {target['vlan']}: they cannot reach each other")
+    return _check("net_vlan_agreement", "vlans", "every host tags each network with the profile's VLAN id", problems,
+                  f"{host} and its peers agree: " + ", ".join(found))
+
+
 def network_checks(model, state, targets=None):
     """All checks of one host's state; the neighbour check only when the ping targets are given."""
     links = index_links(state.get("links"))
@@ -266,6 +294,7 @@ def network_checks(model, state, targets=None):
     ]
     if model.get("vlans"):
         checks.append(check_vlans(model, links))
+        checks.append(check_vlan_agreement(model, targets))
     if model.get("bond"):
         checks.append(check_bond(model, links))
     if targets is not None:

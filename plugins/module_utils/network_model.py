@@ -601,6 +601,9 @@ def build_models(profile, hosts, host_vars, profile_name="inline"):
             interface, parent, vlan = layout.nets[net.name]
             networks[net.name] = {
                 "name": net.name, "interface": interface, "parent": parent, "vlan": vlan,
+                # The network's own tag: a host override that differs is legal data, but
+                # such a host cannot reach the others (validation names it).
+                "profile_vlan": net.vlan,
                 "subnet": net.subnet.text, "prefix": net.subnet.prefix, "address": address,
                 "dhcp": net.dhcp, "dhcp_server": net.dhcp_server, "gateway": net.gateway,
                 "mtu": net.eff_mtu, "link_local": net.link_local,

@@ -54,7 +54,7 @@ def test_filters_are_registered():
 def test_json_strings_from_stdout_lines_pass():
     targets = network_peer_targets(MODELS, "node1")
     checks = network_checks(MODEL, stdout_state(), targets)
-    assert len(checks) == 9
+    assert len(checks) == 10
     assert all(check["passed"] for check in checks), [check["message"] for check in checks if not check["passed"]]
 
 
@@ -116,8 +116,8 @@ def test_input_that_is_not_a_model(not_a_model):
 
 def test_peer_targets():
     assert network_peer_targets(MODELS, "node2") == [
-        {"network": "cluster", "peer": "node1", "address": "192.168.200.11", "interface": "bond0.200"},
-        {"network": "storage", "peer": "node1", "address": "192.168.100.11", "interface": "bond0.100"},
+        {"network": "cluster", "peer": "node1", "address": "192.168.200.11", "interface": "bond0.200", "vlan": 200, "peer_vlan": 200},
+        {"network": "storage", "peer": "node1", "address": "192.168.100.11", "interface": "bond0.100", "vlan": 100, "peer_vlan": 100},
     ]
 
 

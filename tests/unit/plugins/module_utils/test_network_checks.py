@@ -19,6 +19,7 @@ import yaml
 
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import (
     check_addresses,
+    check_vlan_agreement,
     network_checks,
     peer_targets,
 )
@@ -27,7 +28,7 @@ from ansible_collections.aicluster.lab.plugins.module_utils.network_model import
 ROOT = pathlib.Path(__file__).resolve().parents[4]
 IP_FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "ip"
 ALL_CHECKS = ["net_links_up", "net_mtu", "net_addresses", "net_cluster_link_local", "net_routes",
-              "net_isolation", "net_vlan_ids", "net_bond", "net_neighbours"]
+              "net_isolation", "net_vlan_ids", "net_vlan_agreement", "net_bond", "net_neighbours"]
 
 
 def profile(name):
@@ -81,8 +82,8 @@ def lose_carrier(link):
 
 def test_peer_targets_of_node1():
     assert TARGETS == [
-        {"network": "cluster", "peer": "node2", "address": "192.168.200.12", "interface": "bond0.200"},
-        {"network": "storage", "peer": "node2", "address": "192.168.100.12", "interface": "bond0.100"},
+        {"network": "cluster", "peer": "node2", "address": "192.168.200.12", "interface": "bond0.200", "vlan": 200, "peer_vlan": 200},
+        {"network": "storage", "peer": "node2", "address": "192.168.100.12", "interface": "bond0.100", "vlan": 100, "peer_vlan": 100},
     ]
 
 
@@ -97,6 +98,7 @@ def test_every_check_passes_on_the_real_output(state):
         "net_routes": "192.168.200.0/24 via bond0.200, 192.168.100.0/24 via bond0.100",
         "net_isolation": "no network's address on another's interface",
         "net_vlan_ids": "bond0.200 id 200 on bond0, bond0.100 id 100 on bond0",
+        "net_vlan_agreement": "node1 and its peers agree: cluster 200, storage 100",
         "net_bond": "bond0 active-backup over eth1, eth2, miimon 100 ms, primary eth1, active eth1",
         "net_neighbours": "2 peer address(es) learned on their network's interface",
     }
@@ -116,6 +118,24 @@ def test_without_targets_there_is_no_neighbour_check(state):
 def test_wrong_vlan_id_names_interface_id_and_expected(state):
     entry(state["links"], "bond0.200")["linkinfo"]["info_data"]["id"] = 201
     assert failures(state) == {"net_vlan_ids": "bond0.200: VLAN id 201, expected 200 (network cluster)"}
+
+
+def test_vlan_disagreement_names_host_id_and_expected_on_the_wrong_host():
+    broken = build_models(profile("vlans-broken"), ["node1", "node2", "node3"], {}, "vlans-broken")
+    check = check_vlan_agreement(broken["node2"], peer_targets(broken, "node2"))
+    assert not check["passed"]
+    assert check["message"] == (
+        "node2 tags network cluster with VLAN 201 (eth1.201), expected 200 (networks.cluster.vlan); "
+        "peer node1 tags network cluster with VLAN 200, node2 with 201: they cannot reach each other; "
+        "peer node3 tags network cluster with VLAN 202, node2 with 201: they cannot reach each other")
+
+
+def test_vlan_disagreement_is_named_by_the_correct_host_too():
+    broken = build_models(profile("vlans-broken"), ["node1", "node2"], {}, "vlans-broken")
+    check = check_vlan_agreement(broken["node1"], peer_targets(broken, "node1"))
+    assert check["message"] == "peer node2 tags network cluster with VLAN 201, node1 with 200: they cannot reach each other"
+    # The storage network, tagged alike everywhere, is not blamed.
+    assert "storage" not in check["message"]
 
 
 def test_vlan_on_the_wrong_parent(state):

@@ -40,7 +40,7 @@ def error_of(profile, hosts=("node1",), host_vars=None, name="test"):
 
 
 def network(name, interface, parent, vlan, subnet, address, link_local, mtu=1500, dhcp=False, dhcp_server=None):
-    return {"name": name, "interface": interface, "parent": parent, "vlan": vlan, "subnet": subnet,
+    return {"name": name, "interface": interface, "parent": parent, "vlan": vlan, "profile_vlan": vlan, "subnet": subnet,
             "prefix": int(subnet.split("/")[1]), "address": address, "dhcp": dhcp, "dhcp_server": dhcp_server,
             "gateway": None, "mtu": mtu, "link_local": link_local}
 
@@ -123,6 +123,8 @@ def test_vlans_broken_tags_node2_and_node3_with_their_own_ids():
     assert [m["networks"]["cluster"]["vlan"] for m in result.values()] == [200, 201, 202]
     node2 = result["node2"]
     assert node2["cluster_interface"] == "eth1.201"
+    # The network's own tag stays in the model: validation names the disagreement.
+    assert [m["networks"]["cluster"]["profile_vlan"] for m in result.values()] == [200, 200, 200]
     assert node2["vlans"][0] == {"name": "eth1.201", "id": 201, "parent": "eth1", "mtu": 1500, "network": "cluster"}
     assert node2["interfaces"] == ["eth1", "eth1.201", "eth1.100"]
     assert node2["routes"][0] == {"to": "192.168.200.0/24", "dev": "eth1.201"}
