@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import bond_state
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import network_checks as _checks
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import peer_targets
 
@@ -35,6 +36,12 @@ def network_peer_targets(models, host):
     return peer_targets(models, host)
 
 
+def network_bond_state(links, name):
+    """A bond's mode, active and primary member, timers and members from ip -d -j link."""
+    return bond_state(_json(links, "links"), name)
+
+
 class FilterModule:
     def filters(self):
-        return {"network_checks": network_checks, "network_peer_targets": network_peer_targets}
+        return {"network_checks": network_checks, "network_peer_targets": network_peer_targets,
+                "network_bond_state": network_bond_state}

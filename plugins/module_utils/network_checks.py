@@ -218,6 +218,42 @@ def check_bond(model, links):
     return _check("net_bond", "bond", "the bond runs as the profile says", problems, ok)
 
 
+def bond_state(links, name):
+    """The running state of bond ``name`` from ``ip -d -j link`` output, or None if it is not a bond.
+
+    Members carry their permanent MAC: in active-backup every member takes the bond's
+    address, so the permanent one is how a hypervisor or switch port knows the NIC.
+    """
+    entry = index_links(links).get(name)
+    if entry is None or (entry.get("linkinfo") or {}).get("info_kind") != "bond":
+        return None
+    data = entry["linkinfo"].get("info_data") or {}
+    members = []
+    for link in links:
+        if link.get("master") != name:
+            continue
+        slave = (link.get("linkinfo") or {}).get("info_slave_data") or {}
+        members.append({
+            "name": link["ifname"],
+            "perm_hwaddr": slave.get("perm_hwaddr") or link.get("permaddr") or link.get("address"),
+            "state": slave.get("state"),
+            "mii_status": slave.get("mii_status"),
+            "carrier": "LOWER_UP" in link.get("flags", []),
+            "link_failure_count": slave.get("link_failure_count"),
+        })
+    return {
+        "name": name,
+        "mode": data.get("mode"),
+        "active": data.get("active_slave"),
+        "primary": data.get("primary"),
+        "primary_reselect": data.get("primary_reselect"),
+        "miimon": data.get("miimon"),
+        "updelay": data.get("updelay"),
+        "downdelay": data.get("downdelay"),
+        "members": members,
+    }
+
+
 def peer_targets(models, host):
     """Every peer's address on every network of ``host``: what the mesh ping reaches.
 

@@ -20,6 +20,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.aicluster.lab.plugins.filter.network_checks import (
     FilterModule,
     network_checks,
+    network_bond_state,
     network_peer_targets,
 )
 from ansible_collections.aicluster.lab.plugins.module_utils.network_model import build_models
@@ -48,7 +49,8 @@ def summary(checks):
 
 
 def test_filters_are_registered():
-    assert FilterModule().filters() == {"network_checks": network_checks, "network_peer_targets": network_peer_targets}
+    assert FilterModule().filters() == {"network_checks": network_checks, "network_peer_targets": network_peer_targets,
+                                        "network_bond_state": network_bond_state}
 
 
 def test_json_strings_from_stdout_lines_pass():
@@ -124,3 +126,21 @@ def test_peer_targets():
 def test_peer_targets_of_an_unknown_host():
     with pytest.raises(AnsibleFilterError, match=re.escape("network_peer_targets: host 'node3' has no model")):
         network_peer_targets(MODELS, "node3")
+
+
+def test_bond_state_of_the_real_bond():
+    links = (IP_FIXTURES / "bonding-vlans-node1-link.json").read_text()
+    state = network_bond_state(links, "bond0")
+    assert {key: state[key] for key in ("mode", "active", "primary", "primary_reselect", "miimon", "updelay", "downdelay")} == {
+        "mode": "active-backup", "active": "eth1", "primary": "eth1", "primary_reselect": "always",
+        "miimon": 100, "updelay": 0, "downdelay": 0}
+    assert [(m["name"], m["state"], m["mii_status"], m["carrier"]) for m in state["members"]] == [
+        ("eth1", "ACTIVE", "UP", True), ("eth2", "BACKUP", "UP", True)]
+    # The permanent MAC, not the bond's address every member wears.
+    assert state["members"][0]["perm_hwaddr"] == "52:54:00:d3:d1:58"
+
+
+def test_bond_state_of_something_that_is_not_a_bond():
+    links = (IP_FIXTURES / "bonding-vlans-node1-link.json").read_text()
+    assert network_bond_state(links, "bond0.200") is None
+    assert network_bond_state(links, "bond9") is None
