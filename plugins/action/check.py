@@ -38,6 +38,7 @@ ARGUMENT_SPEC = dict(
     that=dict(type='raw'),
     figures=dict(type='dict'),
     skip_reason=dict(type='str', default=''),
+    expect_failure=dict(type='str', default=''),
     fail_msg=dict(type='str'),
     success_msg=dict(type='str'),
     description=dict(type='str'),
@@ -88,6 +89,15 @@ def _figures(figures):
 def _with_cause(fail_msg, cause):
     """The author's fail_msg, keeping the error that a reader needs to act on it."""
     return '%s (%s)' % (fail_msg, cause) if fail_msg else cause
+
+
+def _as_expected(status, message, expected):
+    """The outcome of a negative check: it passes when it failed with the expected message."""
+    if status == 'failed' and expected in message:
+        return 'passed', 'failed as expected: %s' % message
+    if status == 'failed':
+        return 'failed', 'failed, but not with %r: %s' % (expected, message)
+    return 'failed', 'expected to fail with %r, but passed: %s' % (expected, message)
 
 
 def append_record(run_dir, record):
@@ -158,10 +168,13 @@ class ActionModule(ActionBase):
         args['that'] = _conditions(args['that'])
         args['figures'], args['figure_errors'] = _figures(args['figures'])
         args['skip_reason'] = (args['skip_reason'] or '').strip()
+        args['expect_failure'] = (args['expect_failure'] or '').strip()
         return args
 
     def _evaluate(self, args, task_vars):
         status, message, condition = self._outcome(args, task_vars)
+        if args['expect_failure'] and status != 'skipped':
+            status, message = _as_expected(status, message, args['expect_failure'])
         return validate_record({
             'run_id': self._template_var(task_vars, 'suite_run_id'),
             'name': args['name'],

@@ -69,6 +69,17 @@ options:
         is not evaluated.
     type: str
     default: ''
+  expect_failure:
+    description:
+      - Makes the check a negative test. When not empty, the check V(passed) only when its
+        conditions fail with a message that contains this text; its message then starts with
+        C(failed as expected:). A check that holds, or fails with another message, is V(failed)
+        and its message says which.
+      - A negative scenario (a deliberately broken profile) proves that the validation names
+        the cause this way, and its report still passes only when every check behaved as expected.
+    type: str
+    default: ''
+    version_added: 0.3.0
   fail_msg:
     description:
       - Message of a failed check. Without it the message names the failed condition.

@@ -17,5 +17,18 @@ def profile_of(host):
     return yaml.safe_load((PROJECT / "profiles" / f"{name}.yml").read_text())
 
 
-def interface_of(network):
-    return network["parent"] + (f".{network['vlan']}" if network.get("vlan") else "")
+def vlan_of(profile, host_name, name):
+    """The VLAN id host_name tags network `name` with: its own override, else the network's."""
+    override = (profile["hosts"].get(host_name) or {}).get("vlans") or {}
+    return override.get(name, profile["networks"][name].get("vlan"))
+
+
+def interface_of(network, vlan=None):
+    """The interface of a network: its parent, with the VLAN id (the network's unless given)."""
+    vlan = vlan if vlan is not None else network.get("vlan")
+    return network["parent"] + (f".{vlan}" if vlan else "")
+
+
+def host_interface(profile, host_name, name):
+    """The interface host_name carries network `name` on, following its VLAN override."""
+    return interface_of(profile["networks"][name], vlan_of(profile, host_name, name))

@@ -8,7 +8,7 @@ import json
 
 import testinfra
 
-from profile_data import interface_of, profile_of
+from profile_data import host_interface, profile_of, vlan_of
 
 
 def link_local(node, interface):
@@ -44,15 +44,22 @@ def test_l1_booted_the_lab_kernel_with_its_command_line(host):
 
 
 def test_l2_reaches_every_peer_on_the_cluster_interface(host):
-    # IPv6 link-local: no configured address is involved, so a reply proves the link.
-    interface = interface_of(profile_of(host)["networks"]["cluster"])
+    # IPv6 link-local: no configured address is involved, so a reply proves the link. A peer
+    # that tags the cluster network with another VLAN id must not answer.
+    profile = profile_of(host)
+    me = host.backend.get_hostname()
+    interface = host_interface(profile, me, "cluster")
     peers = peers_of(host)
     assert peers, "the lab has a single node: nothing to reach"
     for peer in peers:
-        target = f"{link_local(peer, interface)}%{interface}"
+        peer_name = peer.backend.get_hostname()
+        target = f"{link_local(peer, host_interface(profile, peer_name, 'cluster'))}%{interface}"
         result = host.run(f"ping -6 -n -q -c 3 -i 0.2 -W 2 {target}")
-        assert result.rc == 0, f"{peer.backend.get_hostname()} via {interface}: {result.stdout}{result.stderr}"
-        assert " 0% packet loss" in result.stdout
+        if vlan_of(profile, me, "cluster") == vlan_of(profile, peer_name, "cluster"):
+            assert result.rc == 0, f"{peer_name} via {interface}: {result.stdout}{result.stderr}"
+            assert " 0% packet loss" in result.stdout
+        else:
+            assert result.rc != 0 and " 100% packet loss" in result.stdout, f"{peer_name} answered across VLANs: {result.stdout}"
 
 
 def test_l1_boot_blockers_are_masked(host):

@@ -106,6 +106,33 @@ class TestOutcome:
         assert result['check']['message'] == 'no RDMA NIC'
         assert result['check']['figures'] == {'ok': 1}
 
+    def test_expected_failure_with_the_expected_message_passes(self):
+        result = run_check({'name': 'net_vlan_agreement', 'category': 'network', 'that': that('false'),
+                            'fail_msg': 'node2 tags network cluster with VLAN 201 (eth1.201), expected 200',
+                            'expect_failure': 'with VLAN 201'})
+        assert not result.get('failed')
+        assert result['check']['status'] == 'passed'
+        assert result['check']['message'] == (
+            'failed as expected: node2 tags network cluster with VLAN 201 (eth1.201), expected 200')
+
+    def test_expected_failure_with_another_message_fails_and_says_so(self):
+        result = run_check({'name': 'c', 'category': 'network', 'that': that('false'), 'fail_msg': 'link down',
+                            'expect_failure': 'VLAN 201'})
+        assert result['failed'] is True
+        assert result['check']['message'] == "failed, but not with 'VLAN 201': link down"
+
+    def test_expected_failure_that_passes_fails(self):
+        # A negative test that cannot fail is a defect: holding conditions fail it.
+        result = run_check({'name': 'c', 'category': 'network', 'that': that('true'), 'success_msg': '0% loss',
+                            'expect_failure': '100% packet loss'})
+        assert result['failed'] is True
+        assert result['check']['message'] == "expected to fail with '100% packet loss', but passed: 0% loss"
+
+    def test_expected_failure_does_not_turn_a_skip_into_a_result(self):
+        result = run_check({'name': 'c', 'category': 'network', 'skip_reason': 'no VLANs',
+                            'expect_failure': 'VLAN'})
+        assert result['check']['status'] == 'skipped'
+
     def test_no_conditions_records_a_measurement(self):
         result = run_check({'name': 'iperf3', 'category': 'performance', 'figures': {'gbit_s': 9.41}})
         assert result['check']['status'] == 'passed' and result['check']['message'] == 'Recorded'
