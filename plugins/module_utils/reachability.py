@@ -175,9 +175,10 @@ class _Probe(object):
         self.ok = None
         self.error = None
 
-    def finish(self, done, err):
+    def finish(self, done, err, refused_is_up=False):
         self.done = done
-        self.ok = err == 0
+        # A refusal (RST) comes from the host's kernel: with refused_is_up it proves the host up.
+        self.ok = err == 0 or (refused_is_up and err == errno.ECONNREFUSED)
         self.error = None if self.ok else (err if isinstance(err, str) else errno.errorcode.get(err, str(err)))
 
 
@@ -189,10 +190,11 @@ def _close(sock):
 
 
 def watch(targets, interval_ms, timeout_ms, lost_after, duration_s=None, stop_file=None,
-          clock=time.monotonic, wall=time.time):
+          clock=time.monotonic, wall=time.time, refused_is_up=False):
     """Probe ``targets`` (as ``validate`` returns them) until the duration ends or ``stop_file`` appears.
 
-    Probes still in flight at the end are not counted.
+    Probes still in flight at the end are not counted. With ``refused_is_up`` a refused
+    connection counts as an answer (the host's kernel sent it).
     """
     interval = interval_ms / 1000.0
     timeout = timeout_ms / 1000.0
@@ -218,7 +220,7 @@ def watch(targets, interval_ms, timeout_ms, lost_after, duration_s=None, stop_fi
                 break
             if now >= next_tick:
                 for index, target in enumerate(targets):
-                    pending[index].append(_start_probe(selector, index, target, clock, epoch, timeout))
+                    pending[index].append(_start_probe(selector, index, target, clock, epoch, timeout, refused_is_up))
                 next_tick += interval
                 if next_tick <= now:
                     # Late (the host was busy): skip the missed ticks rather than burst.
@@ -234,7 +236,7 @@ def watch(targets, interval_ms, timeout_ms, lost_after, duration_s=None, stop_fi
                 probe = key.data
                 done = epoch(clock())
                 selector.unregister(probe.sock)
-                probe.finish(done, probe.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+                probe.finish(done, probe.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), refused_is_up)
                 _close(probe.sock)
             now = clock()
             for index, queue in enumerate(pending):
@@ -261,7 +263,7 @@ def watch(targets, interval_ms, timeout_ms, lost_after, duration_s=None, stop_fi
     return {'targets': result, 'started_at': started, 'ended_at': ended, 'stopped_by': stopped_by}
 
 
-def _start_probe(selector, index, target, clock, epoch, timeout):
+def _start_probe(selector, index, target, clock, epoch, timeout, refused_is_up=False):
     sock = socket.socket(target['family'], socket.SOCK_STREAM)
     sock.setblocking(False)
     sent_mono = clock()
@@ -271,7 +273,7 @@ def _start_probe(selector, index, target, clock, epoch, timeout):
         selector.register(sock, selectors.EVENT_WRITE, probe)
     else:
         # Connected at once (loopback) or refused/unreachable at once.
-        probe.finish(epoch(clock()), err)
+        probe.finish(epoch(clock()), err, refused_is_up)
         _close(sock)
     return probe
 

@@ -75,6 +75,16 @@ options:
   result_file:
     description: Also write the result as JSON to this file (written whole, at the end).
     type: path
+  refused_is_up:
+    description:
+      - Count a refused connection as an answer. The refusal (a TCP reset) comes from the
+        target's kernel, so probing a closed port this way proves the host and its network up
+        without waking any program on it.
+      - Probing an open port such as SSH every few hundred ms makes sshd fork a child per probe,
+        which on an emulated guest costs enough CPU to make the guest itself miss probes.
+    type: bool
+    default: false
+    version_added: 0.3.0
 notes:
   - Supports C(check_mode) by validating the options and resolving the addresses without probing.
   - Never changes anything; C(changed) is always false.
@@ -295,6 +305,7 @@ def main():
             duration_s=dict(type='float'),
             stop_file=dict(type='path'),
             result_file=dict(type='path'),
+            refused_is_up=dict(type='bool', default=False),
         ),
         required_one_of=[('duration_s', 'stop_file')],
         supports_check_mode=True,
@@ -314,7 +325,8 @@ def main():
                                       for t in targets),
                          **settings)
     try:
-        result = watch(targets, duration_s=params['duration_s'], stop_file=params['stop_file'], **settings)
+        result = watch(targets, duration_s=params['duration_s'], stop_file=params['stop_file'],
+                       refused_is_up=params['refused_is_up'], **settings)
     except (OSError, IOError) as exc:
         module.fail_json(msg='the watch failed on this host: %s' % exc)
     result.update(settings)

@@ -165,3 +165,18 @@ def test_write_result_is_whole_json(tmp_path):
     write_result(str(path), {'targets': {}, 'started': 1.5})
     assert json.loads(path.read_text()) == {'targets': {}, 'started': 1.5}
     assert os.listdir(str(tmp_path)) == ['result.json']
+
+
+def test_a_refused_probe_is_an_answer_only_when_asked():
+    import errno as _errno
+    from ansible_collections.aicluster.lab.plugins.module_utils.reachability import _Probe
+    probe = _Probe(0, None, 1.0, 2.0)
+    probe.finish(1.5, _errno.ECONNREFUSED)
+    assert (probe.ok, probe.error) == (False, "ECONNREFUSED")
+    probe = _Probe(0, None, 1.0, 2.0)
+    probe.finish(1.5, _errno.ECONNREFUSED, refused_is_up=True)
+    assert probe.ok is True and probe.error is None
+    # A timeout is never an answer.
+    probe = _Probe(0, None, 1.0, 2.0)
+    probe.finish(1.5, _errno.ETIMEDOUT, refused_is_up=True)
+    assert probe.ok is False
