@@ -1,10 +1,12 @@
 """molecule scenarios, run as a user runs them: `molecule test -s <scenario>`.
 
 The scenario provisions with the collection's own vm_lab role (create), converges,
-checks idempotence, verifies with testinfra, and destroys; afterwards libvirt and
-the data directory hold nothing of the scenario's lab.
+checks idempotence, runs its fault as a side effect (the fault scenarios), verifies
+with testinfra, and destroys; afterwards libvirt and the data directory hold nothing
+of the scenario's lab. A fault scenario's report must hold its checks and figures.
 """
 
+import json
 import pathlib
 
 import pytest
@@ -18,12 +20,85 @@ pytestmark = pytest.mark.vm
 ACTION_START = r"(?:➜|>) (\w+)\]?:? Executing\s*$"
 ACTION_END = r"(?:➜|>) (\w+)\]?:? Executed"
 
-# scenario -> its lab's name (inventory vm_lab_name)
-SCENARIOS = {"simple": "molsimp", "vlans": "molvlan", "bonding-vlans": "molbond", "dhcp-simple": "moldhcp"}
+# scenario -> its lab's name (inventory vm_lab_name). The fault scenarios reuse the lab
+# of the profile they test, and so its saved boot state; chaos needs three nodes.
+SCENARIOS = {"simple": "molsimp", "vlans": "molvlan", "bonding-vlans": "molbond", "dhcp-simple": "moldhcp",
+             "bond-failover": "molbond", "vlan-negative": "molvlan", "network-constraints": "molvlan",
+             "chaos": "molchaos"}
+
+# The checks each fault scenario's report must hold, passed, with figures where named.
+FAULT_CHECKS = {
+    "bond-failover": {
+        ("node1", "bond_failover"): ["gap_ms", "lost", "detect_ms"],
+        ("node1", "bond_failback"): ["gap_ms", "lost"],
+        ("node2", "bond_failover"): ["gap_ms", "lost", "detect_ms"],
+        ("node1", "throughput_cluster_node2_send"): ["received_mbps"],
+        ("node1", "throughput_cluster_node2_receive"): ["received_mbps"],
+        ("node1", "throughput_management_node2_send"): ["received_mbps"],
+        ("node1", "throughput_bond_vs_single_link"): ["cluster_mbps", "management_mbps"],
+    },
+    "vlan-negative": {
+        ("node1", "net_vlan_agreement"): [],
+        ("node2", "net_vlan_agreement"): [],
+        ("node1", "net_ping_cluster_node2"): [],
+        ("node1", "net_ping_storage_node2"): ["rtt_avg_ms"],
+        ("node2", "l2_eth1.201_node1"): [],
+    },
+    "network-constraints": {
+        ("node1", "constraint_latency"): ["rtt_rise_ms", "mdev_ms"],
+        ("node1", "constraint_lossy"): ["loss_pct"],
+        ("node1", "constraint_constrained"): ["mbps"],
+        ("node1", "constraint_degraded"): ["rtt_rise_ms", "loss_pct", "mbps"],
+        ("node1", "constraint_latency_removed"): ["rtt_ms", "mbps"],
+        ("node1", "constraint_degraded_removed"): ["rtt_ms", "mbps"],
+    },
+    "chaos": {
+        ("localhost", "chaos_kill_node3_lost"): ["detect_s"],
+        ("localhost", "chaos_kill_node3_recovered"): ["recover_s"],
+        ("localhost", "chaos_kill_others_kept"): [],
+        ("localhost", "chaos_partition_node3_lost"): ["detect_s"],
+        ("localhost", "chaos_partition_node3_recovered"): ["recover_s"],
+        ("localhost", "chaos_cascade_node2_lost"): ["detect_s"],
+        ("localhost", "chaos_cascade_node3_lost"): ["detect_s"],
+        ("localhost", "chaos_cascade_node3_recovered"): ["recover_s"],
+        ("localhost", "chaos_cascade_others_kept"): [],
+    },
+}
 
 
-@pytest.mark.parametrize("scenario, lab", sorted(SCENARIOS.items()))
+RESULTS = pathlib.Path(__file__).resolve().parents[2] / "results"
+
+
+def run_dirs():
+    return set(RESULTS.glob("*/report.json")) if RESULTS.exists() else set()
+
+
+def side_effect_report(before, run):
+    """The one report the side effect wrote (a results directory that is new since `before`)."""
+    new = sorted(run_dirs() - before)
+    assert len(new) == 1, f"expected one new report, found {new}:\n" + run.tail(60)
+    return json.loads(new[0].read_text())
+
+
+def check_fault_report(scenario, report):
+    """Every expected check passed with its figures; returns all figures, as host/check.figure."""
+    checks = {(check["host"], check["name"]): check for check in report["checks"]}
+    for key, figures in FAULT_CHECKS[scenario].items():
+        assert key in checks, f"{key} is not in the report: {sorted(checks)}"
+        assert checks[key]["status"] == "passed", checks[key]
+        missing = [name for name in figures if name not in checks[key]["figures"]]
+        assert not missing, f"{key} lacks figures {missing}: {checks[key]}"
+    if scenario == "vlan-negative":
+        # The cause is named: who tags which id against which expected.
+        assert checks[("node2", "net_vlan_agreement")]["message"].startswith(
+            "failed as expected: node2 tags network cluster with VLAN 201 (eth1.201), expected 200")
+    return {f"{host}/{name}.{figure}": value for (host, name), check in sorted(checks.items())
+            for figure, value in sorted(check["figures"].items())}
+
+
+@pytest.mark.parametrize("scenario, lab", list(SCENARIOS.items()))
 def test_molecule_scenario_passes_and_leaves_nothing(run_cmd, scenario, lab):
+    before = run_dirs()
     run = run_cmd(["molecule", "test", "-s", scenario], env={"AICLUSTER_LAB_KEEP": ""})
     assert run.returncode == 0, run.tail(80)
     assert "idempotence: Executed: Successful" in run.output, run.tail(80)
@@ -36,7 +111,8 @@ def test_molecule_scenario_passes_and_leaves_nothing(run_cmd, scenario, lab):
         key = f"{action}_s" if f"{action}_s" not in actions else f"{action}_again_s"
         if end is not None:
             actions[key] = round(end - start, 1)
-    record_benchmark(f"molecule {scenario}", {"wall_s": round(run.seconds, 1), **actions})
+    figures = check_fault_report(scenario, side_effect_report(before, run)) if scenario in FAULT_CHECKS else {}
+    record_benchmark(f"molecule {scenario}", {"wall_s": round(run.seconds, 1), **actions, **figures})
     assert virsh_names("list", lab + "-") == []
     assert virsh_names("net-list", lab + "-") == []
     assert not pathlib.Path(f"/var/lib/aicluster-lab/labs/{lab}").exists()
