@@ -39,13 +39,36 @@ def assert_all_layers_passed(report_path):
         assert phases >= {"net_links_up", "net_addresses", "net_vlan_ids", "net_bond", "net_routes",
                           "net_isolation", "net_neighbours", "net_mtu", "net_cluster_link_local"}, phases
         assert all(c["status"] == "passed" for c in mine), f"{node}: {[c for c in mine if c['status'] != 'passed']}"
+        # Every run cuts each bond's active member and reports the gap.
+        failover = {c["name"]: c for c in mine if c["category"] == "failover"}
+        assert {"bond_failover", "bond_failback"} <= set(failover), failover
+        assert {"gap_ms", "lost", "bound_ms"} <= set(failover["bond_failover"]["figures"]), failover
     assert report["summary"]["failed"] == 0
     return report
 
 
 def record_suite(name, run, report):
-    record_benchmark(name, {"wall_s": round(run.seconds, 1), **{f"{stage}_s": seconds for stage, seconds
-                                                                in report["metadata"].get("stages_s", {}).items()}})
+    gaps = {f"{c['host']}_{c['name']}_gap_ms": c["figures"]["gap_ms"] for c in report["checks"]
+            if c["category"] == "failover" and "gap_ms" in c["figures"]}
+    record_benchmark(name, {"wall_s": round(run.seconds, 1), **gaps, **{f"{stage}_s": seconds for stage, seconds
+                                                                        in report["metadata"].get("stages_s", {}).items()}})
+
+
+def tasks_listed(run_cmd, *extra):
+    run = run_cmd(PLAYBOOK + ["--list-tasks"] + list(extra))
+    assert run.returncode == 0, run.tail()
+    return run.output
+
+
+def test_performance_and_chaos_run_only_when_asked(run_cmd):
+    # Listing the tasks a run would do, by tags, touches no host.
+    default = tasks_listed(run_cmd)
+    assert "Run the validation checks" in default and "Measure the failover" in default
+    assert "Throughput, single link against bond" not in default and "Inject the faults" not in default
+    asked = tasks_listed(run_cmd, "--tags", "all,performance,chaos")
+    assert "Run the validation checks" in asked and "Measure the failover" in asked
+    assert "Throughput, single link against bond" in asked and "Degraded networks" in asked
+    assert "Inject the faults" in asked
 
 
 @pytest.fixture(scope="module", autouse=True)
