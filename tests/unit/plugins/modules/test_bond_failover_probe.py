@@ -107,9 +107,10 @@ def test_a_bond_without_active_member_warns(sysfs, probe, monkeypatch):
     with open(os.path.join(sysfs['root'], 'bond0', 'bonding', 'mode'), 'w') as handle:
         handle.write('balance-rr 0\n')
     result = probe(check_mode=True)
-    # ansible-core 2.19 returns warnings as structured events (older ones as strings).
-    assert ('bond0 is in mode balance-rr, which has no active member: failover and failback stay null'
-            in json.dumps(result['warnings']))
+    # ansible-core 2.19 returns warnings as structured events (older ones as strings); once
+    # controller code is loaded (other tests), it prints them to stderr instead.
+    seen = ' '.join((json.dumps(result.get('warnings', [])) + result['_stderr']).split())
+    assert 'bond0 is in mode balance-rr, which has no active member: failover and failback stay null' in seen
 
 
 def _script(tmp):
