@@ -49,6 +49,8 @@ STOP_AFTER_S = 2.0
 KILL_AFTER_S = 2.0
 # An outage belongs to an event when it overlaps the event or begins at most this much after it.
 EVENT_WINDOW_S = 1.0
+# A wall clock set during the run by more than this makes the times of the run useless.
+CLOCK_STEP_LIMIT_MS = 50.0
 TAIL_LINES = 5
 MIN_INTERVAL_MS = 1
 MIN_USER_INTERVAL_MS = 2
@@ -103,7 +105,7 @@ def _is_ip(text):
     return True
 
 
-def validate(target, bond, interface, interval_ms, duration_s, uid=None):
+def validate(target, bond, interface, interval_ms, duration_s, uid=None, settle_s=None):
     """Check the options against ping's limits and this host; every error names the option and value."""
     if not isinstance(target, str) or not _is_ip(target):
         raise ProbeError('target: %r is not an IP address' % (target,))
@@ -134,6 +136,9 @@ def validate(target, bond, interface, interval_ms, duration_s, uid=None):
     if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) \
             or not duration_s > 0 or math.isinf(duration_s):
         raise ProbeError('duration_s: %r must be a number of seconds greater than 0' % (duration_s,))
+    if settle_s is not None and (isinstance(settle_s, bool) or not isinstance(settle_s, (int, float))
+                                 or not 0 <= settle_s < float('inf')):
+        raise ProbeError('settle_s: %r must be a number of seconds, 0 or more' % (settle_s,))
     if packet_count(interval_ms, duration_s) < 2:
         raise ProbeError('interval_ms: %d leaves fewer than 2 packets in duration_s %g; make the '
                          'interval shorter or the duration longer' % (interval_ms, duration_s))
@@ -432,18 +437,21 @@ def _round_times(items, keys):
     return items
 
 
-def analyse(text, transitions, start_state, started=None, ended=None, window_s=EVENT_WINDOW_S):
+def analyse(text, transitions, start_state, started=None, ended=None, window_s=EVENT_WINDOW_S,
+            cut_short=False):
     """Everything the module returns about one run, from ping's output and the transitions seen.
 
     ``summary`` says whether ping printed its summary (it did not run, or was killed, if not);
-    without one, ``sent`` is the highest sequence number seen.
+    without one, ``sent`` is the highest sequence number seen. ``cut_short`` says ping was stopped
+    on purpose: the packet in flight then is not lost, so ``sent`` is likewise the highest sequence
+    number that got a reply, an error or a "no answer yet".
     """
     parsed = parse_ping(text)
     sent = parsed['sent']
-    if sent is None:
+    if sent is None or cut_short:
         sent = max(list(parsed['replies']) + list(parsed['unanswered']) + list(parsed['errors']) + [0])
     received = parsed['received']
-    if received is None:
+    if received is None or cut_short:
         received = len([seq for seq in parsed['replies'] if seq <= sent])
     outages = find_outages(parsed['replies'], sent, started=started,
                            ended=ended if ended is not None else parsed['last_time'])
@@ -467,6 +475,12 @@ def analyse(text, transitions, start_state, started=None, ended=None, window_s=E
 
 # ---------------------------------------------------------------- the run
 
+def clock_step_ms(started, started_mono, ended, ended_mono):
+    """How far the wall clock was set during a run: its advance less the monotonic clock's, in ms
+    (a clock slewed by NTP moves a few ms in a minute at most; a set clock moves at once)."""
+    return _ms((ended - started) - (ended_mono - started_mono))
+
+
 def _stop(proc):
     """SIGINT (ping prints its summary), then SIGKILL if it lingers."""
     try:
@@ -479,54 +493,68 @@ def _stop(proc):
         pass
 
 
-def run_probe(target, bond, interval_ms, duration_s, interface=None, output_file=None):
+def run_probe(target, bond, interval_ms, duration_s, interface=None, output_file=None, settle_s=None):
     """Run ping while watching the bond; return the module result. Raises ProbeError when ping
-    could not run (the error carries what was measured)."""
+    could not run (the error carries what was measured).
+
+    With ``settle_s``, ping is stopped that long after every member that lost its carrier has it
+    back, rather than at the end of duration_s: the run follows the cut, however late it comes."""
     state = bond_state(bond)
     members = state['members']
     argv = ping_command(target, interval_ms, duration_s, interface)
     transitions = []
     polls, max_poll_gap = 0, 0.0
-    stopped = False
+    stopped = settled = False
+    lost_carrier, whole_since = False, None
     watcher = Watcher(bond, members)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         previous = (state['active'], dict(state['carrier']))
-        started = time.time()
+        # Times are the wall clock's, ping's -D stamps being so; deadlines and the polling gap use
+        # the monotonic clock, which a clock being set (a restored guest, NTP) cannot move.
+        started, started_mono = time.time(), time.monotonic()
         try:
             proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                     env=dict(os.environ, LC_ALL='C'))
         except OSError as exc:
             watcher.close()
             raise ProbeError('could not run %s: %s' % (argv[0], exc), cmd=argv, bond=state)
-        stop_at = started + duration_s * STOP_AFTER_FACTOR + STOP_AFTER_S
-        last_poll = time.time()
+        stop_at = started_mono + duration_s * STOP_AFTER_FACTOR + STOP_AFTER_S
+        last_poll = time.monotonic()
         try:
             while True:
                 running = proc.poll() is None
-                now = time.time()
+                now, now_mono = time.time(), time.monotonic()
                 current = watcher.snapshot()
                 polls += 1
-                max_poll_gap = max(max_poll_gap, now - last_poll)
-                last_poll = now
+                max_poll_gap = max(max_poll_gap, now_mono - last_poll)
+                last_poll = now_mono
                 transitions.extend(changes(bond, previous, current, round(now, 6)))
                 previous = current
                 if not running:
                     break
-                if now >= stop_at:
+                if not all(current[1].values()):
+                    lost_carrier, whole_since = True, None
+                elif lost_carrier and whole_since is None:
+                    whole_since = now_mono
+                if settle_s is not None and whole_since is not None and now_mono - whole_since >= settle_s:
+                    settled = True
+                    _stop(proc)
+                    break
+                if now_mono >= stop_at:
                     stopped = True
                     _stop(proc)
                     break
-                time.sleep(max(0.0, POLL_PERIOD_S - (time.time() - now)))
+                time.sleep(max(0.0, POLL_PERIOD_S - (time.monotonic() - now_mono)))
         finally:
             watcher.close()
             if proc.poll() is None:
                 _stop(proc)
-        ended = time.time()
+        ended, ended_mono = time.time(), time.monotonic()
         out.seek(0)
         text = out.read().decode('utf-8', 'replace')
         err.seek(0)
         errors = err.read().decode('utf-8', 'replace')
-    result = analyse(text, transitions, state, started=started, ended=ended)
+    result = analyse(text, transitions, state, started=started, ended=ended, cut_short=settled)
     has_summary = result.pop('summary')
     result.update({
         'cmd': argv,
@@ -537,8 +565,10 @@ def run_probe(target, bond, interval_ms, duration_s, interface=None, output_file
         'transitions': transitions,
         'bond': state,
         'poll': {'period_ms': POLL_PERIOD_S * 1000.0, 'count': polls, 'max_gap_ms': _ms(max_poll_gap)},
+        'clock_step_ms': clock_step_ms(started, started_mono, ended, ended_mono),
         'ping_rc': proc.returncode,
         'ping_stopped': stopped,
+        'settled': settled,
         'stderr_tail': errors.rstrip('\n').splitlines()[-TAIL_LINES:],
     })
     if output_file:
@@ -547,7 +577,11 @@ def run_probe(target, bond, interval_ms, duration_s, interface=None, output_file
                 handle.write(text)
         except (IOError, OSError) as exc:
             raise ProbeError('output_file: could not write %r: %s' % (output_file, exc), **result)
-    if not has_summary and not stopped:
+    if abs(result['clock_step_ms']) > CLOCK_STEP_LIMIT_MS:
+        raise ProbeError('the node\'s clock was set by %+.0f ms while the probe ran: its times, and the '
+                         'gaps taken from them, cannot be trusted; keep clocks from being set (ntpdate, '
+                         'date -s) during a measurement' % result['clock_step_ms'], **result)
+    if not has_summary and not stopped and not settled:
         detail = errors.strip() or text.strip() or 'no output'
         raise ProbeError('ping failed (rc %s): %s' % (proc.returncode, detail), **result)
     return result

@@ -22,7 +22,8 @@ description:
   - Start it with C(async) and C(poll=0), cut a link while it runs (from the hypervisor, or on
     the node), then collect the result with M(ansible.builtin.async_status), see EXAMPLES.
   - It only measures, so it never reports C(changed). It fails only when it cannot measure (an
-    option is refused, O(bond) is not a bond, ping could not run), with whatever it measured;
+    option is refused, O(bond) is not a bond, ping could not run, the node's clock was set while
+    it ran), with whatever it measured;
     judging the figures (how long a failover may take, how many packets it may lose) is the
     playbook's job.
 version_added: 0.1.0
@@ -66,8 +67,20 @@ options:
       - A ping still running after 1.2 * O(duration_s) + 2 s (sending was held up) is stopped,
         and RV(ping_stopped) is true.
       - Give C(async) enough for this plus a few seconds.
+      - With O(settle_s), this is the longest the probe runs; make it generous, the run ends
+        O(settle_s) after the cut is over.
     type: float
     required: true
+  settle_s:
+    description:
+      - End the run this many seconds after the last member that lost its carrier has it back
+        (the cable is plugged back in), instead of after O(duration_s). The probe then follows the
+        cut however late it comes, and takes no longer than the cut needs.
+      - Give more than the bond's miimon + updelay, so that the failback falls inside the run.
+      - ping is stopped with SIGINT; the packet it has in flight then is not counted as lost.
+        RV(settled) says the run ended this way.
+      - Omitted, the run lasts O(duration_s) whatever happens.
+    type: float
   output_file:
     description:
       - Also write ping's whole output to this file on the node, for a closer look afterwards
@@ -452,6 +465,21 @@ ping_stopped:
   returned: when ping ran
   type: bool
   sample: false
+settled:
+  description: True when the run ended O(settle_s) after the links came back, not at the end of
+    O(duration_s).
+  returned: when ping ran
+  type: bool
+  sample: true
+clock_step_ms:
+  description:
+    - How far the node's wall clock was set while the probe ran (its advance less that of the
+      monotonic clock), in ms; a few tenths when nothing set it.
+    - Beyond 50 ms either way the module fails, since the times of the run, and the gaps taken
+      from them, are then wrong.
+  returned: when ping ran
+  type: float
+  sample: 0.107
 stdout_tail:
   description: The last lines of ping's output.
   returned: when ping ran
@@ -491,6 +519,7 @@ def main():
             interval_ms=dict(type='int', default=10),
             duration_s=dict(type='float', required=True),
             output_file=dict(type='path'),
+            settle_s=dict(type='float'),
         ),
         supports_check_mode=True,
     )
@@ -498,7 +527,7 @@ def main():
     common = dict(changed=False, interval_ms=params['interval_ms'], duration_s=params['duration_s'])
     try:
         validate(params['target'], params['bond'], params['interface'], params['interval_ms'],
-                 params['duration_s'])
+                 params['duration_s'], settle_s=params['settle_s'])
     except ProbeError as exc:
         module.fail_json(msg=exc.msg, **common)
     state = bond_state(params['bond'])
@@ -514,7 +543,8 @@ def main():
                          **common)
     try:
         result = run_probe(params['target'], params['bond'], params['interval_ms'], params['duration_s'],
-                           interface=params['interface'], output_file=params['output_file'])
+                           interface=params['interface'], output_file=params['output_file'],
+                           settle_s=params['settle_s'])
     except ProbeError as exc:
         exc.result.update(common)
         module.fail_json(msg=exc.msg, **exc.result)

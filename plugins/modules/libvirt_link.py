@@ -42,6 +42,16 @@ options:
     description: libvirt connection URI.
     type: str
     default: qemu:///system
+  restore_after_s:
+    description:
+      - Hold the link in O(state) for this many seconds, then set it back to what it was, all in this
+        one call, as a cable pulled and plugged back in. The controller has nothing else to do while
+        the guest reacts to the change, which matters when the guest is emulated and shares the
+        controller's CPUs.
+      - The link is set back even when the wait is interrupted. Nothing is held when the link was in
+        O(state) already.
+      - A number of seconds greater than 0, for example V(3).
+    type: float
   owner:
     description:
       - When given, the domain must carry this owner in its aicluster.lab metadata (as
@@ -74,7 +84,19 @@ EXAMPLES = r'''
     state: up
   register: plugged
 
+- name: Pull the same cable for 3 s and plug it back, in one call
+  aicluster.lab.libvirt_link:
+    name: aiclab-node2
+    mac: "52:54:00:ec:60:0e"
+    state: down
+    restore_after_s: 3
+  register: pulse
+
 - name: How long the cable was out, on the controller's clock
+  ansible.builtin.debug:
+    msg: "{{ (pulse.restored_time - pulse.time) | round(3) }} s"
+
+- name: The same from two separate calls
   ansible.builtin.debug:
     msg: "{{ (plugged.time - pulled.time) | round(3) }} s"
 '''
@@ -86,10 +108,17 @@ previous:
   type: str
   sample: up
 state:
-  description: Live link state after the run (in check mode, as it would be).
+  description:
+    - Live link state after the run (in check mode, as it would be).
+    - With O(restore_after_s), the state the link was held in before it was set back.
   returned: success
   type: str
   sample: down
+restored_time:
+  description: With O(restore_after_s), epoch time just after the link was set back (controller clock).
+  returned: when O(restore_after_s) was given and the link was changed
+  type: float
+  sample: 1795329387.533
 time:
   description:
     - Epoch time (float, the clock of the host the module runs on) just after libvirt applied the
@@ -220,14 +249,26 @@ def set_link(module, conn):
     if not changed or module.check_mode:
         result['time'] = time.time()
         return result
+    apply_link(module, dom, iface, state, result)
+    hold = params['restore_after_s']
+    if hold:
+        try:
+            time.sleep(hold)
+        finally:
+            apply_link(module, dom, iface, previous, result, time_key='restored_time')
+    return result
+
+
+def apply_link(module, dom, iface, state, result, time_key='time'):
+    """Set the live link state of ``iface`` and check that libvirt took it."""
     dom.updateDeviceFlags(with_link(iface, state), libvirt.VIR_DOMAIN_AFFECT_LIVE)
-    result['time'] = time.time()
+    result[time_key] = time.time()
+    mac = iface.find('mac').get('address').lower()
     live, dummy = find_interface(ET.fromstring(dom.XMLDesc(0)), mac)
     now = link_state(live) if live is not None else None
     if now != state:
         module.fail_json(msg="state: libvirt accepted link state %s for MAC %s of domain '%s' but the live XML "
-                             "says %s" % (state, mac, name, now), **result)
-    return result
+                             "says %s" % (state, mac, dom.name(), now), **result)
 
 
 def main():
@@ -238,9 +279,13 @@ def main():
             state=dict(type='str', required=True, choices=['up', 'down']),
             uri=dict(type='str', default='qemu:///system'),
             owner=dict(type='str'),
+            restore_after_s=dict(type='float'),
         ),
         supports_check_mode=True,
     )
+    hold = module.params['restore_after_s']
+    if hold is not None and not 0 < hold < float('inf'):
+        module.fail_json(msg='restore_after_s: %r must be a number of seconds greater than 0' % hold)
     try:
         module.params['mac'] = normalize_mac(module.params['mac'], 'mac')
     except SpecError as exc:

@@ -28,7 +28,7 @@ TARGET = '192.168.200.12'
 # with the [time] stamps of -D. While the file $FAKE_PING_CUT exists, packets get no answer
 # ("no answer yet" when the next one is sent, as -O reports it).
 FAKE_PING = r'''
-import os, sys, time
+import os, signal, sys, time
 args = sys.argv[1:]
 interval = float(args[args.index('-i') + 1])
 count = int(args[args.index('-c') + 1])
@@ -36,8 +36,20 @@ target = args[-1]
 cut = os.environ.get('FAKE_PING_CUT', '')
 out = sys.stdout
 out.write('PING %s (%s) 56(84) bytes of data.\n' % (target, target))
-received, pending = 0, None
+received, pending, sent = 0, None, 0
+
+
+def summary(*ignored):
+    # SIGINT, like ping: the summary (the packet in flight counted as sent), then exit.
+    out.write('\n--- %s ping statistics ---\n%d packets transmitted, %d received, time 1ms\n'
+              % (target, sent, received))
+    out.flush()
+    sys.exit(0)
+
+
+signal.signal(signal.SIGINT, summary)
 for seq in range(1, count + 1):
+    sent = seq
     if pending:
         out.write('[%.6f] no answer yet for icmp_seq=%d\n' % (time.time(), pending))
     if cut and os.path.exists(cut):
@@ -331,6 +343,8 @@ def test_ping_command():
     (dict(duration_s=0.0), 'duration_s: 0.0 must be a number of seconds greater than 0'),
     (dict(duration_s=float('nan')), 'duration_s: nan must be'),
     (dict(interval_ms=7000, duration_s=12.0), 'interval_ms: 7000 leaves fewer than 2 packets in duration_s 12;'),
+    (dict(settle_s=-1.0), 'settle_s: -1.0 must be a number of seconds, 0 or more'),
+    (dict(settle_s=True), 'settle_s: True must be'),
 ])
 def test_validate_names_the_option_and_the_value(sysfs, args, message):
     options = dict(target=TARGET, bond='bond0', interface='bond0.200', interval_ms=10, duration_s=12.0, uid=0)
@@ -442,3 +456,82 @@ def test_run_probe_fails_when_ping_cannot_run(sysfs, monkeypatch):
         fp.run_probe(TARGET, 'bond0', 10, 1, interface='bond9')
     assert caught.value.msg == 'ping failed (rc 2): ping: SO_BINDTODEVICE bond9: No such device'
     assert caught.value.result['ping_rc'] == 2 and caught.value.result['sent'] == 0
+
+
+def test_run_probe_settles_after_the_links_return(sysfs, fake_ping):
+    bonding = os.path.join(sysfs, 'bond0', 'bonding')
+    eth1 = os.path.join(sysfs, 'eth1', 'carrier')
+
+    def pull_the_cable():
+        time.sleep(0.4)
+        write(eth1, 0)
+        open(fake_ping, 'w').close()
+        write(os.path.join(bonding, 'active_slave'), 'eth2')
+        time.sleep(0.1)
+        os.remove(fake_ping)
+        time.sleep(0.2)
+        write(eth1, 1)
+        write(os.path.join(bonding, 'active_slave'), 'eth1')
+
+    cutter = threading.Thread(target=pull_the_cable)
+    cutter.start()
+    try:
+        # 60 s at most, but the run ends 0.5 s after eth1 has its carrier back.
+        result = fp.run_probe(TARGET, 'bond0', 10, 60, settle_s=0.5)
+    finally:
+        cutter.join()
+    assert result['settled'] is True and result['ping_stopped'] is False
+    assert result['end_time'] - result['start_time'] < 10
+    carrier_back = [t['time'] for t in result['transitions'] if t['kind'] == 'carrier' and t['to'] == 1][0]
+    assert result['end_time'] - carrier_back >= 0.5
+    assert result['failover']['to'] == 'eth2' and result['failback']['to'] == 'eth1'
+    # The packet in flight when ping was stopped is not an outage.
+    assert [outage['resumed'] for outage in result['outages']] == [True]
+    assert result['lost'] == result['failover']['lost'] >= 1
+    assert result['sent'] - result['received'] == result['lost']
+
+
+def test_run_probe_without_a_cut_runs_its_duration_despite_settle_s(sysfs, fake_ping):
+    result = fp.run_probe(TARGET, 'bond0', 10, 0.3, settle_s=0.05)
+    assert result['settled'] is False and result['sent'] == 30 and result['outages'] == []
+
+
+def test_cut_short_does_not_count_the_packet_in_flight():
+    text = run_of(range(1, 51), 51)
+    assert fp.analyse(text, [], {'active': 'eth1'})['outages'][0]['resumed'] is False
+    result = fp.analyse(text, [], {'active': 'eth1'}, cut_short=True)
+    assert (result['sent'], result['received'], result['lost'], result['outages']) == (50, 50, 0, [])
+    # A run that really stopped answering before the stop still ends in an outage: ping's
+    # "no answer yet" reports name the packets.
+    lines = [reply(seq, 1000 + seq * 0.01) for seq in range(1, 41)]
+    lines += ['[%.6f] no answer yet for icmp_seq=%d' % (1000.5 + seq * 0.01, seq) for seq in range(41, 50)]
+    result = fp.analyse(output(lines, 50, 40), [], {'active': 'eth1'}, cut_short=True)
+    assert result['sent'] == 49 and result['outages'][0]['first_seq'] == 41
+    assert result['outages'][0]['resumed'] is False
+
+
+REAL_WALL_CLOCK, REAL_MONOTONIC, REAL_SLEEP = time.time, time.monotonic, time.sleep
+
+
+class SetClock(object):
+    """time for the probe, with the wall clock set forward an hour after the first reading."""
+
+    monotonic = staticmethod(REAL_MONOTONIC)
+    sleep = staticmethod(REAL_SLEEP)
+
+    def __init__(self):
+        self.readings = 0
+
+    def time(self):
+        self.readings += 1
+        return REAL_WALL_CLOCK() + (3600 if self.readings > 1 else 0)
+
+
+def test_a_clock_set_during_the_run_fails_the_probe(sysfs, fake_ping, monkeypatch):
+    assert fp.clock_step_ms(100.0, 5.0, 110.0, 15.0) == 0.0
+    assert fp.clock_step_ms(100.0, 5.0, 3710.5, 15.0) == 3600500.0
+    monkeypatch.setattr(fp, 'time', SetClock())
+    with pytest.raises(fp.ProbeError) as caught:
+        fp.run_probe(TARGET, 'bond0', 10, 0.1)
+    assert caught.value.msg.startswith("the node's clock was set by +3600")
+    assert caught.value.result['clock_step_ms'] > 3599000

@@ -257,3 +257,34 @@ def test_state_not_taken_is_an_error(conn, live_links, run, monkeypatch):
     result = run({'name': 'aiclt-dom', 'mac': MACS[0], 'state': 'down'})
     assert result['failed'] is True
     assert 'but the live XML says up' in result['msg']
+
+
+def test_restore_after_s_pulls_the_cable_and_plugs_it_back(conn, live_links, run):
+    define(conn)
+    pulse = run({'name': 'aiclt-dom', 'mac': MACS[0], 'state': 'down', 'restore_after_s': 0.3})
+    assert pulse['changed'] is True and (pulse['previous'], pulse['state']) == ('up', 'down')
+    assert [ET.fromstring(call['xml']).find('link').get('state') for call in live_links] == ['down', 'up']
+    assert live_links[0]['time'] <= pulse['time'] < live_links[1]['time'] <= pulse['restored_time']
+    assert pulse['restored_time'] - pulse['time'] >= 0.3
+    assert live_link(conn, 'aiclt-dom', MACS[0]) == 'up'
+
+    # A link already in the state asked for is neither changed nor held.
+    held = run({'name': 'aiclt-dom', 'mac': MACS[1], 'state': 'down', 'restore_after_s': 5})
+    assert held['changed'] is False and 'restored_time' not in held
+    assert len(live_links) == 2
+
+
+def test_restore_after_s_in_check_mode_changes_nothing(conn, live_links, run):
+    define(conn)
+    result = run({'name': 'aiclt-dom', 'mac': MACS[0], 'state': 'down', 'restore_after_s': 5}, check_mode=True)
+    assert result['changed'] is True and 'restored_time' not in result
+    assert live_links == []
+
+
+@pytest.mark.parametrize('hold', [0, -1.5, float('inf')])
+def test_restore_after_s_must_be_positive(conn, live_links, run, hold):
+    define(conn)
+    result = run({'name': 'aiclt-dom', 'mac': MACS[0], 'state': 'down', 'restore_after_s': hold})
+    assert result['failed'] is True
+    assert result['msg'] == 'restore_after_s: %r must be a number of seconds greater than 0' % float(hold)
+    assert live_links == []
