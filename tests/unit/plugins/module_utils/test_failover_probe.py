@@ -395,25 +395,34 @@ def fake_ping(tmp_path, monkeypatch):
     return cut
 
 
-def test_run_probe_sees_failover_and_failback(sysfs, fake_ping, tmp_path):
+def pull_the_cable(sysfs, fake_ping, after_s, detect_s, outage_s, down_s, back_s):
+    """Start a thread that cuts eth1 like the hypervisor would: after after_s its carrier drops and
+    ping gets no answers; detect_s later the bond moves to eth2; outage_s after the carrier loss
+    answers resume; down_s after the loss eth1's carrier returns, and back_s later the bond moves
+    back. Returns the thread, to be joined."""
     bonding = os.path.join(sysfs, 'bond0', 'bonding')
     eth1 = os.path.join(sysfs, 'eth1', 'carrier')
 
-    def pull_the_cable():
-        time.sleep(0.5)
+    def cut():
+        time.sleep(after_s)
         write(eth1, 0)
         open(fake_ping, 'w').close()
-        time.sleep(0.05)
+        time.sleep(detect_s)
         write(os.path.join(bonding, 'active_slave'), 'eth2')
-        time.sleep(0.1)
+        time.sleep(outage_s - detect_s)
         os.remove(fake_ping)
-        time.sleep(0.3)
+        time.sleep(down_s - outage_s)
         write(eth1, 1)
-        time.sleep(0.05)
+        time.sleep(back_s)
         write(os.path.join(bonding, 'active_slave'), 'eth1')
 
-    cutter = threading.Thread(target=pull_the_cable)
+    cutter = threading.Thread(target=cut)
     cutter.start()
+    return cutter
+
+
+def test_run_probe_sees_failover_and_failback(sysfs, fake_ping, tmp_path):
+    cutter = pull_the_cable(sysfs, fake_ping, after_s=0.5, detect_s=0.05, outage_s=0.15, down_s=0.45, back_s=0.05)
     saved = str(tmp_path / 'ping.txt')
     try:
         result = fp.run_probe(TARGET, 'bond0', 10, 1.5, interface='bond0.200', output_file=saved)
@@ -459,22 +468,7 @@ def test_run_probe_fails_when_ping_cannot_run(sysfs, monkeypatch):
 
 
 def test_run_probe_settles_after_the_links_return(sysfs, fake_ping):
-    bonding = os.path.join(sysfs, 'bond0', 'bonding')
-    eth1 = os.path.join(sysfs, 'eth1', 'carrier')
-
-    def pull_the_cable():
-        time.sleep(0.4)
-        write(eth1, 0)
-        open(fake_ping, 'w').close()
-        write(os.path.join(bonding, 'active_slave'), 'eth2')
-        time.sleep(0.1)
-        os.remove(fake_ping)
-        time.sleep(0.2)
-        write(eth1, 1)
-        write(os.path.join(bonding, 'active_slave'), 'eth1')
-
-    cutter = threading.Thread(target=pull_the_cable)
-    cutter.start()
+    cutter = pull_the_cable(sysfs, fake_ping, after_s=0.4, detect_s=0.0, outage_s=0.1, down_s=0.3, back_s=0.0)
     try:
         # 60 s at most, but the run ends 0.5 s after eth1 has its carrier back.
         result = fp.run_probe(TARGET, 'bond0', 10, 60, settle_s=0.5)
