@@ -42,8 +42,8 @@ def test_a_node_that_panics_at_boot_stops_the_run_with_the_line_quoted(run_cmd, 
         assert "Attempted to kill init" in found.group(3), found.group(3)
         # The watch, not the timeout, ended the wait.
         assert float(found.group(1)) < BOOT_TIMEOUT and run.seconds < BOOT_TIMEOUT, run.tail()
-        record_benchmark("boot watch: kernel panic to failure", {"watch_s": float(found.group(1)),
-                                                               "provision_wall_s": round(run.seconds, 1)})
+        record_benchmark("boot watch: kernel panic to failure",
+                         {"watch_s": float(found.group(1)), "provision_wall_s": round(run.seconds, 1)})
         print(f"the panic stopped the wait after {found.group(1)} s (provision run {run.seconds:.0f} s)")
     finally:
         subprocess.run(teardown, cwd=ROOT, capture_output=True, check=False)

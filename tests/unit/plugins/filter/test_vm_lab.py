@@ -124,7 +124,8 @@ def profile_models(name, hosts=("node1", "node2")):
 LAB_WITH_TRUNK = dict(LAB, trunk_network="aiclab-trunk")
 
 
-def specs_for(name, lab=LAB_WITH_TRUNK):
+def specs_for(name, lab=None):
+    lab = lab or LAB_WITH_TRUNK
     models = profile_models(name)
     hostvars = {host: {"ansible_host": f"192.168.150.1{i}", "network_model": model}
                 for i, (host, model) in enumerate(models.items(), start=1)}
@@ -200,4 +201,3 @@ def test_min_nics_pads_with_trunk_nics_so_labs_of_different_profiles_share_nodes
     assert [nic["network"] for nic in simple[0]["nics"]] == ["aiclab-mgmt", "aiclab-trunk", "aiclab-trunk"]
     # Same domain, same NICs and MACs: the same saved boot state serves both profiles.
     assert [spec["snapshot_key"] for spec in simple] == [spec["snapshot_key"] for spec in bonded]
-

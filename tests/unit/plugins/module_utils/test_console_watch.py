@@ -5,6 +5,8 @@
 Fixtures (tests/unit/fixtures/console/), serial consoles of the lab's Debian 12 guests:
 - boot-ok.log: a cold boot of node1 (kernel cmdline with 'quiet'), up to the login prompt.
 - panic-init.log: the same image booted with init=/bin/false, up to the kernel's panic.
+The serial console ends lines with CRLF; the fixtures keep LF (the repository's rule), and
+test_a_line_split_across_reads_is_matched_once_whole feeds CRLF.
 """
 
 import pathlib
