@@ -204,10 +204,6 @@ def lab_profile_nics(model, lab):
             continue
         network = served.get(link["name"]) or served.get(link.get("bond") or "") or lab["trunk_network"]
         nics.append({"network": network, "mac": link.get("mac")})
-    # Spare NICs on the trunk: labs of different profiles then have identical nodes,
-    # so one saved boot state serves them all instead of a cold boot per profile.
-    while len(nics) < int(lab.get("min_nics") or 0):
-        nics.append({"network": lab["trunk_network"], "mac": None})
     return nics
 
 

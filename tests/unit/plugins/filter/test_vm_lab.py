@@ -124,12 +124,11 @@ def profile_models(name, hosts=("node1", "node2")):
 LAB_WITH_TRUNK = dict(LAB, trunk_network="aiclab-trunk")
 
 
-def specs_for(name, lab=None):
-    lab = lab or LAB_WITH_TRUNK
+def specs_for(name):
     models = profile_models(name)
     hostvars = {host: {"ansible_host": f"192.168.150.1{i}", "network_model": model}
                 for i, (host, model) in enumerate(models.items(), start=1)}
-    return lab_node_specs(list(hostvars), hostvars, lab), hostvars
+    return lab_node_specs(list(hostvars), hostvars, LAB_WITH_TRUNK), hostvars
 
 
 @pytest.mark.parametrize("profile, networks", [
@@ -193,11 +192,3 @@ def test_lab_errors_name_the_profile_host_field_and_value():
     assert str(caught.value) == ("network profile simple, host node1: networks.cluster.subnet: 192.168.1.0/24 overlaps "
                                  "the lab's management network 192.168.1.0/24 (vm_lab_mgmt_address)")
 
-
-def test_min_nics_pads_with_trunk_nics_so_labs_of_different_profiles_share_nodes():
-    lab = dict(LAB_WITH_TRUNK, min_nics=2)
-    simple, _hostvars = specs_for("simple", lab)
-    bonded, _hostvars = specs_for("bonding-vlans", lab)
-    assert [nic["network"] for nic in simple[0]["nics"]] == ["aiclab-mgmt", "aiclab-trunk", "aiclab-trunk"]
-    # Same domain, same NICs and MACs: the same saved boot state serves both profiles.
-    assert [spec["snapshot_key"] for spec in simple] == [spec["snapshot_key"] for spec in bonded]
