@@ -17,6 +17,8 @@ import uuid
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.aicluster.lab.plugins.module_utils.network_model import unicast_mac
+
 # uuid5 namespace for lab domains; any fixed value works, this one is ours.
 _LAB_NAMESPACE = uuid.UUID("6f1d3c52-4e0b-5a55-9a8e-2b1f5c0a7d31")
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -68,6 +70,7 @@ def lab_node_specs(hosts, hostvars, lab):
 
     specs = []
     used_ips = {str(mgmt.ip): "the host side of " + lab["mgmt_network"]}
+    used_macs = {}  # MAC -> which node's NIC: no MAC twice in the lab, whichever way it was set
     for host in hosts:
         hv = hostvars[host]
         if not _HOSTNAME.match(host):
@@ -87,6 +90,13 @@ def lab_node_specs(hosts, hostvars, lab):
 
         if "vm_lab_node_nics" in hv:
             node_nics = hv["vm_lab_node_nics"]
+            if hv.get("network_model"):
+                # Every NIC the model configures must exist on the domain.
+                needed = len(lab_profile_nics(hv["network_model"], lab))
+                if not isinstance(node_nics, list) or len(node_nics) < needed:
+                    raise AnsibleFilterError(
+                        f"host {host}: vm_lab_node_nics: {node_nics!r} gives {len(node_nics) if isinstance(node_nics, list) else 0} "
+                        f"NIC(s) after eth0, but its network profile {hv['network_model']['profile']} uses eth1..eth{needed}")
         elif hv.get("network_model"):
             node_nics = lab_profile_nics(hv["network_model"], lab)
         else:
@@ -108,6 +118,15 @@ def lab_node_specs(hosts, hostvars, lab):
             + [{"network": nic["network"], "mac": nic["mac"] or lab_mac(f"{seed}/{index}")}
                for index, nic in enumerate(nics, start=1)],
         }
+        for index, nic in enumerate(spec["nics"]):
+            field = f"eth{index}.mac"
+            try:
+                nic["mac"] = unicast_mac(nic["mac"])
+            except ValueError as exc:
+                raise AnsibleFilterError(f"host {host}: {field}: {exc}")
+            if nic["mac"] in used_macs:
+                raise AnsibleFilterError(f"host {host}: {field}: {nic['mac']} is already used by {used_macs[nic['mac']]}")
+            used_macs[nic["mac"]] = f"host {host} (eth{index})"
         # The snapshot key covers everything the saved memory state depends on.
         fingerprint = json.dumps([lab["image_key"], spec], sort_keys=True)
         spec["snapshot_key"] = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]

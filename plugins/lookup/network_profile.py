@@ -83,6 +83,8 @@ import yaml
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
+from ansible_collections.aicluster.lab.plugins.module_utils import strict_yaml
+
 # plugins/lookup/../../profiles: found from this file, so it works wherever the
 # collection is installed, without a configured search path.
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "profiles")
@@ -103,9 +105,11 @@ def _known(dirs):
 def _load(path, term):
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = strict_yaml.load(handle, path)
     except OSError as exc:
         raise AnsibleLookupError(f"network_profile: {term!r}: cannot read {path}: {exc.strerror}") from None
+    except strict_yaml.DuplicateKeyError as exc:
+        raise AnsibleLookupError(f"network_profile: {term!r}: {exc}") from None
     except yaml.YAMLError as exc:
         raise AnsibleLookupError(f"network_profile: {term!r}: {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -49,6 +49,21 @@ _NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
+def unicast_mac(value):
+    """``value`` as a lower-case MAC a NIC can own; raises ValueError saying what is wrong with it.
+
+    The one MAC rule of the collection: profiles (hosts.<host>.macs) and the VM lab's
+    per-node NIC lists both use it.
+    """
+    if not isinstance(value, str) or not _MAC.match(value):
+        raise ValueError(f"{_show(value)} is not a MAC address like 52:54:00:12:34:56")
+    mac = value.lower()
+    # The low bit of the first octet marks a group address, which no NIC may own.
+    if int(mac[:2], 16) & 1:
+        raise ValueError(f"{mac} is a multicast address; a NIC needs a unicast one")
+    return mac
+
+
 class NetworkModelError(ValueError):
     """A profile or an inventory value that cannot make a valid host model."""
 
@@ -291,6 +306,11 @@ class _Profile:
                 where.fail(f"bond.{key}", f"{delay} has no effect without MII monitoring (bond.miimon is 0)")
             if miimon and delay % miimon:
                 where.fail(f"bond.{key}", f"{delay} is not a multiple of bond.miimon {miimon}")
+        # The profile format has no ARP monitoring, so MII polling is the bond's only way
+        # to see a member fail: without it the bond keeps sending into a dead link.
+        if not miimon:
+            where.fail("bond.miimon", "0 turns off link monitoring, and the profile has no other: the bond could "
+                                      "never notice a failed member; use a period in ms, like 100")
         lacp_rate = bond.get("lacp_rate")
         if lacp_rate is not None:
             if mode != "802.3ad":
@@ -573,18 +593,23 @@ def build_models(profile, hosts, host_vars, profile_name="inline"):
         hostvars = host_vars.get(host) or {}
         profile_addresses, macs, vlan_overrides = parsed.host_entry(where, host)
         inventory_addresses = where.mapping(hostvars.get("network_addresses"), "network_addresses", parsed.network_names)
+        # A profile written for more nodes than the inventory uses is fine; an inventory
+        # host the profile does not name is a typo unless the inventory addresses it itself:
+        # otherwise a DHCP node would silently lose its fixed MAC and lease.
+        if parsed.hosts and host not in parsed.hosts and not inventory_addresses:
+            where.fail("inventory_hostname", f"{_show(host)} is not one of the profile's hosts ({_listing(parsed.hosts)}); "
+                                             f"add hosts.{host} to profile {profile_name} or set network_addresses "
+                                             "for it in the inventory")
         renames = parsed.renames(where, hostvars.get("network_link_names"))
         layout = parsed.layout(where, renames, vlan_overrides)
 
         link_macs = {}
         for link, mac in macs.items():
             field = f"hosts.{host}.macs.{link}"
-            if not isinstance(mac, str) or not _MAC.match(mac):
-                where.fail(field, f"{_show(mac)} is not a MAC address like 52:54:00:12:34:56")
-            mac = str(mac).lower()
-            # The low bit of the first octet marks a group address, which no NIC may own.
-            if int(mac[:2], 16) & 1:
-                where.fail(field, f"{mac} is a multicast address; a NIC needs a unicast one")
+            try:
+                mac = unicast_mac(mac)
+            except ValueError as exc:
+                where.fail(field, str(exc))
             if mac in used_macs:
                 other_host, other_link = used_macs[mac]
                 where.fail(field, f"{mac} is already used by host {other_host} ({other_link})")

@@ -127,3 +127,14 @@ def test_bad_profile_for_the_lab_fails_before_any_change(run_cmd, tmp_path, prof
     assert run.returncode != 0, run.tail()
     assert one_line(message) in one_line(run.output), run.tail()
     assert_untouched()
+
+
+def test_an_inventory_with_a_key_given_twice_stops_the_run(run_cmd, tmp_path):
+    # YAML alone keeps the last of two equal keys; ansible.cfg makes it an error
+    # (duplicate_dict_key) and an inventory that does not parse a failure (unparsed_is_failed).
+    inventory = write_inventory(tmp_path, {"node1": "192.168.152.11"}, "vm_lab_memory_mib: 1024\nvm_lab_memory_mib: 2048")
+    run = run_cmd(["ansible-playbook", "-i", str(inventory), "playbooks/provision.yml"])
+    assert run.returncode != 0, run.tail()
+    assert "Found duplicate mapping key 'vm_lab_memory_mib'" in run.output, run.tail()
+    assert f"{inventory}:" in run.output, run.tail()
+    assert_untouched()

@@ -192,3 +192,27 @@ def test_lab_errors_name_the_profile_host_field_and_value():
     assert str(caught.value) == ("network profile simple, host node1: networks.cluster.subnet: 192.168.1.0/24 overlaps "
                                  "the lab's management network 192.168.1.0/24 (vm_lab_mgmt_address)")
 
+
+
+@pytest.mark.parametrize("node_nics, message", [
+    ([{"network": "t", "mac": "52:54:00:zz:00:01"}],
+     "host node2: eth1.mac: '52:54:00:zz:00:01' is not a MAC address like 52:54:00:12:34:56"),
+    ([{"network": "t", "mac": "53:54:00:00:00:01"}], "host node2: eth1.mac: 53:54:00:00:00:01 is a multicast address"),
+    # node1's eth1 already has this one: two NICs with one MAC break both nodes' traffic.
+    ([{"network": "t", "mac": "52:54:00:AA:00:01"}], "host node2: eth1.mac: 52:54:00:aa:00:01 is already used by host node1 (eth1)"),
+])
+def test_lab_macs_are_valid_and_unique_across_nodes(node_nics, message):
+    hostvars = {"node1": {"ansible_host": "192.168.150.11", "vm_lab_node_nics": [{"network": "t", "mac": "52:54:00:aa:00:01"}]},
+                "node2": {"ansible_host": "192.168.150.12", "vm_lab_node_nics": node_nics}}
+    with pytest.raises(AnsibleFilterError) as caught:
+        lab_node_specs(["node1", "node2"], hostvars, LAB_WITH_TRUNK)
+    assert str(caught.value).startswith(message)
+
+
+def test_an_explicit_nic_list_must_carry_every_nic_the_profile_uses():
+    models = profile_models("bonding-vlans", ["node1"])
+    hostvars = {"node1": {"ansible_host": "192.168.150.11", "network_model": models["node1"], "vm_lab_node_nics": ["x"]}}
+    with pytest.raises(AnsibleFilterError) as caught:
+        lab_node_specs(["node1"], hostvars, LAB_WITH_TRUNK)
+    assert str(caught.value) == ("host node1: vm_lab_node_nics: ['x'] gives 1 NIC(s) after eth0, but its network profile "
+                                 "bonding-vlans uses eth1..eth2")

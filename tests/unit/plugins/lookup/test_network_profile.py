@@ -96,6 +96,20 @@ def test_file_that_is_not_yaml(lookup, tmp_path):
     assert error_of(lookup, [str(path)]).startswith(f"network_profile: '{path}': {path} is not valid YAML: ")
 
 
+def test_a_key_given_twice_is_an_error_naming_the_file_line_and_key(lookup, tmp_path):
+    # PyYAML alone keeps the second miimon: the profile would silently lose its link monitoring.
+    path = tmp_path / "twice.yml"
+    path.write_text("bond:\n  name: bond0\n  miimon: 100\n  mode: active-backup\n  miimon: 0\n")
+    assert error_of(lookup, [str(path)]) == (
+        f"network_profile: '{path}': {path}, line 5: key 'miimon' is given twice in one mapping (first on line 3); "
+        "YAML would keep only the last one")
+
+
+def test_shipped_profiles_have_no_key_twice(lookup):
+    for name in network_profile._known([]):
+        assert lookup.run([name])[0]["profile"], name
+
+
 def test_exactly_one_term(lookup):
     assert error_of(lookup, ["simple", "vlans"]) == (
         "network_profile: takes exactly one profile name or path, got 2: ['simple', 'vlans']")

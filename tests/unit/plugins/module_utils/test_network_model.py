@@ -199,10 +199,25 @@ def test_host_missing_from_the_profile_with_inventory_addresses():
 
 
 def test_dhcp_host_without_an_expected_lease():
-    result = models("dhcp-simple", hosts=["node1", "node7"])
+    # Named by the profile, with no address and no MAC: it takes whatever the DHCP server gives.
+    profile = shipped("dhcp-simple")
+    profile["hosts"]["node7"] = {}
+    result = models("dhcp-simple", hosts=["node1", "node7"], profile=profile)
     assert result["node7"]["cluster_address"] is None and result["node7"]["networks"]["cluster"]["address"] is None
     assert result["node7"]["routes"] == [{"to": "192.168.220.0/24", "dev": "eth1"}]
     assert result["node7"]["links"][0]["mac"] is None
+
+
+def test_an_inventory_host_the_profile_does_not_name_is_a_typo_unless_the_inventory_addresses_it():
+    # "node-2" for "node2": without this error a DHCP node would lose its fixed MAC and lease.
+    assert error_of(shipped("dhcp-simple"), hosts=["node1", "node-2"], name="dhcp-simple") == (
+        "network profile dhcp-simple, host node-2: inventory_hostname: 'node-2' is not one of the profile's hosts "
+        "(node1, node2, node3); add hosts.node-2 to profile dhcp-simple or set network_addresses for it in the inventory")
+    # A profile for three nodes used by an inventory of two is deliberate, and an inventory
+    # that addresses a host itself needs no profile entry for it.
+    assert list(models("simple", hosts=["node1", "node2"])) == ["node1", "node2"]
+    own = models("simple", hosts=["node1", "gpu1"], host_vars={"gpu1": {"network_addresses": {"cluster": "192.168.1.21"}}})
+    assert own["gpu1"]["cluster_address"] == "192.168.1.21"
 
 
 def test_hosts_not_in_the_play_are_not_built():
