@@ -83,7 +83,7 @@ import yaml
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.aicluster.lab.plugins.module_utils import strict_yaml
+from ansible_collections.aicluster.lab.plugins.plugin_utils import strict_yaml
 
 # plugins/lookup/../../profiles: found from this file, so it works wherever the
 # collection is installed, without a configured search path.

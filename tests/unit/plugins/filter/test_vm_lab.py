@@ -193,7 +193,6 @@ def test_lab_errors_name_the_profile_host_field_and_value():
                                  "the lab's management network 192.168.1.0/24 (vm_lab_mgmt_address)")
 
 
-
 @pytest.mark.parametrize("node_nics, message", [
     ([{"network": "t", "mac": "52:54:00:zz:00:01"}],
      "host node2: eth1.mac: '52:54:00:zz:00:01' is not a MAC address like 52:54:00:12:34:56"),

@@ -5,7 +5,7 @@
 
 PyYAML keeps the last of two equal keys in a mapping without a word, so a profile that
 says ``miimon: 100`` and further down ``miimon: 0`` silently gets the second. Every file
-the collection reads itself goes through ``load``; files Ansible reads (inventories,
+the collection reads itself on the controller goes through ``load``; files Ansible reads (inventories,
 vars, playbooks) are covered by ``duplicate_dict_key = error`` in ansible.cfg.
 """
 

@@ -5,7 +5,7 @@
 import pytest
 import yaml
 
-from ansible_collections.aicluster.lab.plugins.module_utils.strict_yaml import DuplicateKeyError, load
+from ansible_collections.aicluster.lab.plugins.plugin_utils.strict_yaml import DuplicateKeyError, load
 
 
 def test_it_parses_what_safe_load_parses():
