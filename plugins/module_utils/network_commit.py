@@ -93,6 +93,8 @@ MAX_TIMEOUT_S = 86400
 
 CHANGE_ID_RE = re.compile(r'^[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-[0-9a-f]{6}$')
 MARKERS = ('confirmed', 'rolled_back', 'aborted', 'abandoned')
+# Written by network_apply when the reload has returned: the change is in effect.
+EFFECTIVE = 'effective'
 
 # [Network] settings that name a netdev: the .network object holds a pointer to it.
 NETDEV_REF_KEYS = frozenset(['Bond', 'Bridge', 'VRF', 'BatmanAdvanced', 'VLAN', 'MACVLAN',
@@ -847,6 +849,11 @@ def _apply(result, plan, present, wanted, directory, prefix, reload, rollback_ti
     except ValueError:
         old_hup = None
     step = 'writing the files'
+    # Held until the change is in effect (or undone): a rollback whose first deadline
+    # passes during a slow apply waits for it, then counts its window from the effect.
+    change_lock = _Lock(os.path.join(change_dir, 'lock'))
+    change_lock.__enter__()
+    locked = True
     try:
         os.makedirs(directory, mode=0o755, exist_ok=True)
         # (c) new files, owned files no longer wanted, and unchanged ones networkd must reread.
@@ -894,8 +901,18 @@ def _apply(result, plan, present, wanted, directory, prefix, reload, rollback_ti
             if run['rc'] != 0:
                 output = (run['stderr'] or run['stdout']).strip()
                 raise CommitError('rc %s: %s' % (run['rc'], output))
+        # The confirm window proves that the controller reaches the host over the network
+        # as it is now, so it starts when the change has taken effect: a slow apply on a
+        # busy host must not eat it. The rollback process reads this file and moves its
+        # deadline to EFFECTIVE + timeout.
+        step = 'marking the change effective'
+        _write_json(os.path.join(change_dir, EFFECTIVE), {'at': time.time()})
+        deadline = effective_deadline(change_dir, rollback_plan)
+        result['rollback_deadline'] = round(deadline, 3)
     except (CommitError, OSError) as exc:
         reason = exc.msg if isinstance(exc, CommitError) else '%s: %s' % (step, exc)
+        change_lock.__exit__()
+        locked = False
         record, run = _rollback_now(change_dir, python, 'applying failed: %s' % reason)
         if record is None:
             how = 'the in-process rollback did not finish (rc %s: %s); the previous files are in %s' % (
@@ -908,6 +925,8 @@ def _apply(result, plan, present, wanted, directory, prefix, reload, rollback_ti
         raise CommitError('network change %s failed while %s: %s; %s, and no rollback timer is left '
                           'armed' % (change_id, step, reason, how), **result)
     finally:
+        if locked:
+            change_lock.__exit__()
         if old_hup is not None:
             signal.signal(signal.SIGHUP, old_hup)
 
@@ -918,12 +937,29 @@ def _apply(result, plan, present, wanted, directory, prefix, reload, rollback_ti
     return result
 
 
+def effective_deadline(change_dir, plan):
+    """When the rollback fires unless confirmed: timeout s after the change took effect.
+
+    Before the change is marked effective (the apply is still running), the deadline
+    counts from the moment the rollback was armed.
+    """
+    try:
+        effective = _read_json(os.path.join(change_dir, EFFECTIVE))
+    except (OSError, ValueError):
+        return plan['deadline']
+    return max(plan['deadline'], float(effective.get('at', 0)) + plan['timeout'])
+
+
 # ---------------------------------------------------------------- confirm
 
 def _rolled_back_msg(change_id, record):
     if record.get('trigger') == 'timeout':
-        return ('change %s was rolled back %d s after it was applied: the host lost its connection to the '
-                'controller' % (change_id, round(record.get('seconds_after_arming', 0))))
+        after = record.get('seconds_after_effective')
+        return ('change %s was rolled back by the host %d s after it was applied%s: no new connection from the '
+                'controller confirmed it within %s s of the change taking effect'
+                % (change_id, round(record.get('seconds_after_arming', 0)),
+                   ' (%d s after it took effect)' % round(after) if after is not None else '',
+                   record.get('timeout', '?')))
     return 'change %s was rolled back by network_apply itself: %s' % (change_id, record.get('reason'))
 
 
@@ -944,11 +980,12 @@ def confirm_change(change_id, state_dir=DEFAULT_STATE_DIR, check_mode=False, wai
     if not os.path.isfile(os.path.join(change_dir, 'plan.json')):
         raise CommitError('change_id: no change %s in %s' % (change_id, state_dir), status='unknown')
     plan = _read_json(os.path.join(change_dir, 'plan.json'))
-    result = {'changed': False, 'change_id': change_id, 'rollback_deadline': round(plan['deadline'], 3)}
+    deadline = effective_deadline(change_dir, plan)
+    result = {'changed': False, 'change_id': change_id, 'rollback_deadline': round(deadline, 3)}
 
     if wait_rolled_back:
         if not check_mode:
-            end = plan['deadline'] + wait_margin
+            end = deadline + wait_margin
             while change_status(change_dir) == 'pending' and time.time() < end:
                 time.sleep(poll)
         return _report(change_dir, change_id, plan, result, waited=not check_mode)
@@ -996,7 +1033,7 @@ def _report(change_dir, change_id, plan, result, waited):
         record = _read_json(os.path.join(change_dir, 'aborted'))
         raise CommitError('change %s was never applied: %s' % (change_id, record.get('reason')), **result)
     if status == 'pending':
-        left = plan['deadline'] - time.time()
+        left = effective_deadline(change_dir, plan) - time.time()
         if waited:
             raise CommitError('change %s is still pending %d s after its rollback deadline: the rollback '
                               'has not finished; see %s' % (change_id, -left, os.path.join(change_dir, 'rollback.log')),
@@ -1166,6 +1203,12 @@ def restore(change_dir, trigger, reason):
             record['errors'].append('reconfigure %s: rc %s' % (' '.join(links), result['rc']))
     record['rolled_back_at'] = time.time()
     record['seconds_after_arming'] = round(record['rolled_back_at'] - plan['armed_at'], 3)
+    record['timeout'] = plan['timeout']
+    try:
+        with open(os.path.join(change_dir, 'effective')) as handle:
+            record['seconds_after_effective'] = round(record['rolled_back_at'] - json.load(handle)['at'], 3)
+    except (IOError, OSError, ValueError, KeyError):
+        pass
     record['duration_s'] = round(record['rolled_back_at'] - started, 3)
     write(os.path.join(change_dir, 'rolled_back'),
           (json.dumps(record, indent=2, sort_keys=True) + '\n').encode(), 0o600)
@@ -1197,15 +1240,28 @@ def arm(change_dir):
         % (os.getpid(), time.strftime('%H:%M:%SZ', time.gmtime(plan['deadline'])),
            os.path.join(change_dir, 'confirmed')))
     end = time.monotonic() + max(0.0, plan['deadline'] - time.time())
+    effective = False
     while True:
+        # The window restarts when network_apply marks the change in effect (reload done).
+        if not effective and os.path.exists(os.path.join(change_dir, 'effective')):
+            effective = True
+            end = max(end, time.monotonic() + plan['timeout'])
+            log('the change is in effect: rollback in %s s unless confirmed' % plan['timeout'])
         left = end - time.monotonic()
         if left <= 0:
+            if not effective:
+                # network_apply holds the lock until the change is in effect or undone:
+                # wait for it, then look again (the window starts when it took effect).
+                with open(os.path.join(change_dir, 'lock'), 'a') as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                if os.path.exists(os.path.join(change_dir, 'effective')):
+                    continue
             break
         if os.path.exists(os.path.join(change_dir, 'confirmed')):
             log('confirmed, exiting')
             return 0
         time.sleep(min(left, 0.5))
-    return locked_restore(change_dir, 'timeout', 'not confirmed within %s s' % plan['timeout'])
+    return locked_restore(change_dir, 'timeout', 'not confirmed within %s s of the change taking effect' % plan['timeout'])
 
 
 def main(argv):

@@ -1,0 +1,92 @@
+# -*- coding: utf-8 -*-
+# Copyright: aicluster.lab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The verdict on one bond failover measurement, from the probe's figures.
+
+The probe (module bond_failover_probe) measures the traffic gap on the node's clock.
+On an emulated guest the vCPU can stall: while it does, neither the bond's poll nor
+ping runs, and the stall becomes part of the gap. A gap over the bound then says
+nothing about the bond. The probe's own longest poll gap shows such a stall, so:
+
+- passed: the active member moved away from the cut one, traffic resumed, and the gap
+  is within the bound;
+- inconclusive: all that, except that the gap exceeds the bound only by what the guest
+  spent stalled (gap minus the longest poll gap is within the bound, and that poll gap
+  is at least ``stall_ms``); the role measures again, and reports the check skipped
+  with the stall named if no try is clean: never a failure of the bond, never a pass;
+- failed: anything else, with what the probe saw.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def _figure(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def failover_verdict(probe, cut, bound_ms, stall_ms, ping_started=True, start_wait_s=None):
+    """One try's verdict: a dict with status (passed, failed, inconclusive), message, figures."""
+    failover = probe.get('failover') if isinstance(probe, dict) else None
+    poll_gap = _figure(((probe or {}).get('poll') or {}).get('max_gap_ms'))
+    figures = {'bound_ms': float(bound_ms)}
+    if isinstance(failover, dict):
+        for key in ('gap_ms', 'lost', 'detect_ms'):
+            if _figure(failover.get(key)) is not None:
+                figures[key] = failover[key]
+    if poll_gap is not None:
+        figures['max_poll_gap_ms'] = poll_gap
+
+    def verdict(status, message):
+        return {'status': status, 'message': message, 'figures': figures}
+
+    if not ping_started:
+        return verdict('failed', 'the probe did not start: no ping ran on the host %s s after it was started, so nothing '
+                                 'was cut' % start_wait_s)
+    if probe.get('failed'):
+        return verdict('failed', '%s cut: the probe failed: %s' % (cut, probe.get('msg', 'no message')))
+    unresumed = [outage for outage in probe.get('outages') or [] if not outage.get('resumed')]
+    seen = ('probe: %s sent, %s answered, longest poll gap %s ms, bond changes seen %s'
+            % (probe.get('sent', '?'), probe.get('received', '?'), poll_gap if poll_gap is not None else '?',
+               json.dumps(probe.get('transitions') or [])))
+    if not isinstance(failover, dict):
+        return verdict('failed', '%s cut: the active member never moved; %s' % (cut, seen))
+    if failover.get('from') != cut or failover.get('to') == cut:
+        return verdict('failed', '%s cut: the active member went %s -> %s; %s'
+                       % (cut, failover.get('from'), failover.get('to'), seen))
+    if unresumed:
+        return verdict('failed', '%s cut: traffic did not resume after %s; %s' % (cut, json.dumps(unresumed), seen))
+    gap = _figure(failover.get('gap_ms'))
+    if gap is None:
+        return verdict('failed', '%s cut: the probe measured no gap; %s' % (cut, seen))
+    moved = ('%s cut: active %s -> %s %s ms after carrier loss; traffic gap %s ms, %s lost (bound %s ms)'
+             % (cut, failover.get('from'), failover.get('to'), failover.get('detect_ms', '?'), gap,
+                failover.get('lost', '?'), bound_ms))
+    if gap <= bound_ms:
+        return verdict('passed', moved)
+    if poll_gap is not None and poll_gap >= stall_ms and gap - poll_gap <= bound_ms:
+        return verdict('inconclusive', '%s; the guest stalled for %s ms during the window (the probe\'s longest poll '
+                                       'gap), so the gap cannot be told from the stall' % (moved, poll_gap))
+    return verdict('failed', '%s; %s' % (moved, seen))
+
+
+def failover_outcome(tries):
+    """The check over all tries: the first clean try decides; figures of every try are kept.
+
+    ``tries`` are verdicts in the order measured. Returns a dict with status (passed,
+    failed or skipped), message and figures (the deciding try's, plus try<N>_gap_ms).
+    """
+    if not tries:
+        return {'status': 'skipped', 'message': 'not measured', 'figures': {}}
+    decided = next((t for t in tries if t['status'] != 'inconclusive'), None)
+    figures = dict((decided or tries[-1])['figures'], tries=len(tries))
+    for number, one in enumerate(tries, start=1):
+        if 'gap_ms' in one['figures']:
+            figures['try%d_gap_ms' % number] = one['figures']['gap_ms']
+    if decided is not None:
+        prefix = '' if len(tries) == 1 else 'try %d of %d: ' % (tries.index(decided) + 1, len(tries))
+        return {'status': decided['status'], 'message': prefix + decided['message'], 'figures': figures}
+    return {'status': 'skipped', 'figures': figures,
+            'message': 'inconclusive after %d tries, the guest stalled each time: %s'
+                       % (len(tries), '; '.join(t['message'] for t in tries))}

@@ -1,0 +1,98 @@
+# Copyright: aicluster.lab developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""failover_verdict: every verdict the bond_failover role can reach, on real probe figures.
+
+node1-probe-eth1-cut.json is a real probe run (tests/unit/fixtures/failover/README.md).
+The stalled case is CI's figures from the reliability issue: node2's gap 320.4 ms against
+the 300 ms bound, detection at 78.9 ms, the probe's longest poll gap 282.4 ms.
+"""
+
+import copy
+import json
+import pathlib
+
+import pytest
+
+from ansible_collections.aicluster.lab.plugins.module_utils.failover_verdict import failover_outcome, failover_verdict
+
+FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "failover"
+REAL = json.loads((FIXTURES / "node1-probe-eth1-cut.json").read_text())
+BOUND = 300.0
+STALL = 100.0
+
+
+def probe(gap_ms=None, detect_ms=None, poll_gap_ms=None, **failover):
+    result = copy.deepcopy(REAL)
+    if gap_ms is not None:
+        result["failover"]["gap_ms"] = gap_ms
+    if detect_ms is not None:
+        result["failover"]["detect_ms"] = detect_ms
+    if poll_gap_ms is not None:
+        result["poll"]["max_gap_ms"] = poll_gap_ms
+    result["failover"].update(failover)
+    return result
+
+
+def test_a_real_failover_within_the_bound_passes():
+    verdict = failover_verdict(REAL, "eth1", BOUND, STALL)
+    assert verdict["status"] == "passed"
+    assert verdict["message"] == ("eth1 cut: active eth1 -> eth2 68.153 ms after carrier loss; traffic gap 119.994 ms, "
+                                  "6 lost (bound 300.0 ms)")
+    assert verdict["figures"] == {"bound_ms": 300.0, "gap_ms": 119.994, "lost": 6, "detect_ms": 68.153,
+                                  "max_poll_gap_ms": 66.262}
+
+
+def test_the_ci_stall_is_inconclusive_not_a_failure_of_the_bond():
+    verdict = failover_verdict(probe(gap_ms=320.4, detect_ms=78.9, poll_gap_ms=282.4), "eth1", BOUND, STALL)
+    assert verdict["status"] == "inconclusive"
+    assert "the guest stalled for 282.4 ms during the window" in verdict["message"]
+
+
+def test_a_gap_beyond_the_bound_even_without_the_stall_fails():
+    verdict = failover_verdict(probe(gap_ms=900.0, poll_gap_ms=282.4), "eth1", BOUND, STALL)
+    assert verdict["status"] == "failed" and "traffic gap 900.0 ms" in verdict["message"]
+
+
+def test_a_gap_beyond_the_bound_without_a_stall_fails():
+    verdict = failover_verdict(probe(gap_ms=320.4, poll_gap_ms=40.0), "eth1", BOUND, STALL)
+    assert verdict["status"] == "failed" and "longest poll gap 40.0 ms" in verdict["message"]
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"failover": None}, "eth1 cut: the active member never moved"),
+    ({"failover": {"from": "eth2", "to": "eth1", "gap_ms": 50.0}}, "eth1 cut: the active member went eth2 -> eth1"),
+    ({"outages": [{"first_seq": 780, "lost": 600, "resumed": False}]}, "eth1 cut: traffic did not resume after"),
+    ({"failed": True, "msg": "clock stepped by 900 ms"}, "eth1 cut: the probe failed: clock stepped by 900 ms"),
+])
+def test_a_bond_that_did_not_fail_over_fails_naming_what_the_probe_saw(change, reason):
+    seen = dict(copy.deepcopy(REAL), **change)
+    verdict = failover_verdict(seen, "eth1", BOUND, STALL)
+    assert verdict["status"] == "failed" and verdict["message"].startswith(reason), verdict["message"]
+
+
+def test_a_probe_that_never_started_fails_saying_nothing_was_cut():
+    verdict = failover_verdict({}, "eth1", BOUND, STALL, ping_started=False, start_wait_s=20)
+    assert verdict == {"status": "failed", "figures": {"bound_ms": 300.0},
+                       "message": "the probe did not start: no ping ran on the host 20 s after it was started, so nothing was cut"}
+
+
+def test_a_clean_retry_decides_and_every_try_is_kept():
+    stalled = failover_verdict(probe(gap_ms=320.4, poll_gap_ms=282.4), "eth1", BOUND, STALL)
+    clean = failover_verdict(REAL, "eth1", BOUND, STALL)
+    outcome = failover_outcome([stalled, clean])
+    assert outcome["status"] == "passed" and outcome["message"].startswith("try 2 of 2: eth1 cut")
+    assert outcome["figures"]["tries"] == 2
+    assert outcome["figures"]["try1_gap_ms"] == 320.4 and outcome["figures"]["try2_gap_ms"] == 119.994
+    assert outcome["figures"]["gap_ms"] == 119.994
+
+
+def test_stalls_on_every_try_are_reported_inconclusive_never_failed_never_passed():
+    stalled = failover_verdict(probe(gap_ms=320.4, poll_gap_ms=282.4), "eth1", BOUND, STALL)
+    outcome = failover_outcome([stalled, stalled, stalled])
+    assert outcome["status"] == "skipped"
+    assert outcome["message"].startswith("inconclusive after 3 tries, the guest stalled each time: ")
+    assert [outcome["figures"][f"try{n}_gap_ms"] for n in (1, 2, 3)] == [320.4, 320.4, 320.4]
+
+
+def test_one_try_keeps_its_own_message():
+    assert failover_outcome([failover_verdict(REAL, "eth1", BOUND, STALL)])["message"].startswith("eth1 cut: active")
