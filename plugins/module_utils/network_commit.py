@@ -1007,6 +1007,12 @@ def confirm_change(change_id, state_dir=DEFAULT_STATE_DIR, check_mode=False, wai
         result['changed'] = True
         result['status'] = 'confirmed'
         result['confirmed_after_s'] = round(time.time() - plan['armed_at'], 3)
+        try:
+            # The confirm latency that matters: from the change taking effect to its confirmation.
+            effective = _read_json(os.path.join(change_dir, EFFECTIVE))
+            result['confirmed_after_effective_s'] = round(time.time() - float(effective['at']), 3)
+        except (OSError, ValueError, KeyError):
+            pass
         if status == 'stale':
             result['warnings'] = ['the rollback process of change %s was gone (the host rebooted?); '
                                   'confirming keeps its files' % change_id]

@@ -83,8 +83,18 @@ confirmed_after_s:
   returned: when confirmed
   type: float
   sample: 7.412
+confirmed_after_effective_s:
+  description:
+    - Seconds between the change taking effect (network_apply's reload returned) and confirming it; the
+      confirm window counts from that moment.
+  returned: when confirmed by this call, for a change network_apply marked effective
+  type: float
+  sample: 3.108
+  version_added: 0.4.0
 rollback_deadline:
-  description: Epoch time at which the rollback fires (or fired) unless confirmed.
+  description:
+    - Epoch time at which the rollback fires (or fired) unless confirmed, network_rollback_timeout seconds after the
+      change took effect.
   returned: when the change exists
   type: float
   sample: 1735732860.25

@@ -494,4 +494,5 @@ def test_the_confirm_window_starts_when_the_change_took_effect_not_when_the_roll
     assert effective['at'] - plan['armed_at'] >= 3 and result['rollback_deadline'] >= plan['armed_at'] + 5 - 0.1
     confirmed = nc.confirm_change(result['change_id'], state_dir=host.state)
     assert confirmed['status'] == 'confirmed' and confirmed['confirmed_after_s'] >= 3
+    assert 0 <= confirmed['confirmed_after_effective_s'] <= confirmed['confirmed_after_s'] - 3
     assert host.snapshot() != {}  # the new file stayed
