@@ -44,7 +44,9 @@ def failover_verdict(probe, cut, bound_ms, stall_ms, ping_started=True, start_wa
     if not ping_started:
         return verdict('failed', 'the probe did not start: no ping ran on the host %s s after it was started, so nothing '
                                  'was cut' % start_wait_s)
-    if probe.get('failed'):
+    # A probe that failed, or whose job was ended before it reported (async's "Timeout
+    # exceeded" on a guest too slow to run it), has a message and no figures.
+    if probe.get('failed') or ('sent' not in probe and probe.get('msg')):
         return verdict('failed', '%s cut: the probe failed: %s' % (cut, probe.get('msg', 'no message')))
     unresumed = [outage for outage in probe.get('outages') or [] if not outage.get('resumed')]
     seen = ('probe: %s sent, %s answered, longest poll gap %s ms, bond changes seen %s'

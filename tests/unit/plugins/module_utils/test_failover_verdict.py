@@ -70,6 +70,14 @@ def test_a_bond_that_did_not_fail_over_fails_naming_what_the_probe_saw(change, r
     assert verdict["status"] == "failed" and verdict["message"].startswith(reason), verdict["message"]
 
 
+def test_a_probe_job_ended_by_its_async_timeout_fails_with_the_message():
+    # async_status of a job the wrapper killed (seen on a guest too loaded to run the probe in time).
+    ended = {"ansible_job_id": "j109373717835.536", "finished": True, "started": True, "msg": "Timeout exceeded",
+             "stdout": "", "stderr": "", "failed": False}
+    verdict = failover_verdict(ended, "eth1", BOUND, STALL)
+    assert verdict["status"] == "failed" and verdict["message"] == "eth1 cut: the probe failed: Timeout exceeded"
+
+
 def test_a_probe_that_never_started_fails_saying_nothing_was_cut():
     verdict = failover_verdict({}, "eth1", BOUND, STALL, ping_started=False, start_wait_s=20)
     assert verdict == {"status": "failed", "figures": {"bound_ms": 300.0},
