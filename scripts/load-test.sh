@@ -29,6 +29,6 @@ for run in $(seq 1 "$runs"); do
   report="$(grep -o 'results/[0-9A-Za-z-]*/summary.md' "$log" | tail -1 || true)"
   stages="$(sed -n 's/^- stages_s: //p' "${report:-/dev/null}" 2>/dev/null || true)"
   echo "run $run: exit $rc in $(( $(date +%s) - started )) s with $cores CPU hogs; stages ${stages:-?} (log $log)"
-  tr -s ' \n' ' ' <"$log" | grep -o '\[[^]]*\] => msg: confirmed [0-9.?]* s after the change took effect' | sed 's/^/  /' || true
+  tr -s ' \n' ' ' <"$log" | grep -o "\[[^]]*\] => msg: '\?confirmed [0-9.?]* s after the change took effect" | sed 's/^/  /' || true
   [ "$rc" -eq 0 ] || exit "$rc"
 done
