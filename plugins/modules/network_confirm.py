@@ -36,6 +36,18 @@ options:
     description: The O(aicluster.lab.network_apply#module:state_dir) the change was applied with.
     type: path
     default: /var/lib/aicluster-lab/network
+  reconnect_within:
+    description:
+      - Seconds to keep trying new connections (handled by the action plugin on the controller).
+      - When set, the action drops the current connection and runs the module over new ones until
+        one gets through; the first that reaches the host confirms, so reaching the host and
+        confirming are one round trip. A try that cannot connect is retried after 2 s; the last
+        try may end up to one SSH connect timeout after the window.
+      - When no connection gets through in time, the task fails with RV(status=unreachable) and
+        RV(reconnected=false), and the host's rollback restores its previous network.
+      - Unset, the module runs once over the current connection.
+    type: float
+    version_added: 0.4.0
   wait_rolled_back:
     description:
       - V(false) confirms the change.
@@ -44,6 +56,7 @@ options:
     default: false
 notes:
   - Supports C(check_mode) (reports whether it would confirm; changes and waits for nothing).
+  - Runs through an action plugin of the same name, which handles O(reconnect_within).
   - A change whose rollback process is gone without a record (the host rebooted) is confirmed,
     with a warning, since its files are in place and the host is reachable; with
     O(wait_rolled_back=true) it fails with RV(status=stale).
@@ -55,6 +68,12 @@ EXAMPLES = r'''
 - name: Confirm the change from a new connection
   aicluster.lab.network_confirm:
     change_id: "{{ applied.change_id }}"
+
+- name: Confirm over the first new connection that gets through within 90 s
+  aicluster.lab.network_confirm:
+    change_id: "{{ applied.change_id }}"
+    reconnect_within: 90
+  register: confirmed
 
 - name: After the host came back, read what its rollback did
   aicluster.lab.network_confirm:
@@ -73,6 +92,7 @@ change_id:
 status:
   description:
     - V(confirmed) (now, or before), V(rolled_back), V(pending) (check mode, or waiting timed out),
+      V(unreachable) (no new connection within O(reconnect_within)),
       V(aborted) (network_apply could not arm it, nothing was applied), V(stale) or V(abandoned)
       (never confirmed, rollback process gone), V(unknown) (no such change).
   returned: always
@@ -90,6 +110,23 @@ confirmed_after_effective_s:
   returned: when confirmed by this call, for a change network_apply marked effective
   type: float
   sample: 3.108
+  version_added: 0.4.0
+reconnected:
+  description: Whether a new connection reached the host within O(reconnect_within).
+  returned: when O(reconnect_within) is set
+  type: bool
+  version_added: 0.4.0
+reconnect_attempts:
+  description: Connections tried, the successful one included.
+  returned: when O(reconnect_within) is set
+  type: int
+  sample: 1
+  version_added: 0.4.0
+reconnected_after_s:
+  description: Seconds from the first try to the one that got through (controller clock); null when none did.
+  returned: when O(reconnect_within) is set
+  type: float
+  sample: 0.8
   version_added: 0.4.0
 rollback_deadline:
   description:
@@ -166,6 +203,8 @@ def main():
             change_id=dict(type='str', required=True),
             state_dir=dict(type='path', default=DEFAULT_STATE_DIR),
             wait_rolled_back=dict(type='bool', default=False),
+            # Handled by the action plugin, which never passes it on.
+            reconnect_within=dict(type='float'),
         ),
         supports_check_mode=True,
     )
