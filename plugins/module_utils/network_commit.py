@@ -963,12 +963,61 @@ def _rolled_back_msg(change_id, record):
     return 'change %s was rolled back by network_apply itself: %s' % (change_id, record.get('reason'))
 
 
+def _proc_stat(pid, proc):
+    """(comm, ppid, starttime in clock ticks after boot) of a process, from /proc/<pid>/stat."""
+    with open(os.path.join(proc, str(pid), 'stat')) as handle:
+        text = handle.read()
+    # comm is in parentheses and may itself hold spaces or parentheses: split at the last ')'.
+    comm = text[text.index('(') + 1:text.rindex(')')]
+    fields = text[text.rindex(')') + 2:].split()
+    return comm, int(fields[1]), int(fields[19])
+
+
+def connection_started_at(pid=None, proc='/proc'):
+    """When the SSH connection this process runs under was accepted, by this host's clock.
+
+    sshd forks a process per connection (named sshd, or sshd-session since OpenSSH 9.8)
+    under its listener; its start time is when the connection arrived, however long the
+    host then took to start the module. None when the process does not run under sshd.
+    """
+    pid = os.getpid() if pid is None else pid
+    chain = []
+    try:
+        while pid > 1 and len(chain) < 64:
+            comm, ppid, start = _proc_stat(pid, proc)
+            chain.append((comm, start))
+            pid = ppid
+        with open(os.path.join(proc, 'stat')) as handle:
+            btime = next(int(line.split()[1]) for line in handle if line.startswith('btime '))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    sshd = [index for index, (comm, _start) in enumerate(chain) if comm.startswith('sshd')]
+    # The topmost sshd is the listener; the one just below it forked for this connection.
+    if len(sshd) < 2:
+        return None
+    return btime + chain[sshd[-2]][1] / float(os.sysconf('SC_CLK_TCK'))
+
+
+def _late_confirm(change_dir, record, connected_at):
+    """Seconds after the change took effect at which this connection arrived, when that was
+    before the rollback fired (the host was reachable; it ran the confirm too late)."""
+    if connected_at is None or connected_at >= record.get('rolled_back_at', 0):
+        return None
+    try:
+        effective = float(_read_json(os.path.join(change_dir, EFFECTIVE))['at'])
+    except (OSError, ValueError, KeyError):
+        return None
+    return round(connected_at - effective, 3)
+
+
 def confirm_change(change_id, state_dir=DEFAULT_STATE_DIR, check_mode=False, wait_rolled_back=False,
-                   wait_margin=WAIT_MARGIN_S, poll=1.0):
+                   wait_margin=WAIT_MARGIN_S, poll=1.0, connected_at=None):
     """Confirm (disarm) a change, or with wait_rolled_back wait for its rollback's record.
 
     Returns the module result; raises CommitError when the change was rolled back, is
-    unknown, or (waiting) is still pending after its deadline + wait_margin.
+    unknown, or (waiting) is still pending after its deadline + wait_margin. connected_at
+    (see connection_started_at) tells a confirm that reached the host in time but ran after
+    the rollback (late) from one that reached it only afterwards (cut off).
     """
     if not isinstance(change_id, str) or not CHANGE_ID_RE.match(change_id):
         raise CommitError('change_id: %r is not a change id as network_apply returns it '
@@ -1003,7 +1052,7 @@ def confirm_change(change_id, state_dir=DEFAULT_STATE_DIR, check_mode=False, wai
         # Holding the lock, the rollback is either sleeping or done: never half-way.
         status = change_status(change_dir)
         if status not in ('pending', 'stale'):
-            return _report(change_dir, change_id, plan, result, waited=False)
+            return _report(change_dir, change_id, plan, result, waited=False, connected_at=connected_at)
         result['changed'] = True
         result['status'] = 'confirmed'
         result['confirmed_after_s'] = round(time.time() - plan['armed_at'], 3)
@@ -1024,7 +1073,7 @@ def confirm_change(change_id, state_dir=DEFAULT_STATE_DIR, check_mode=False, wai
     return result
 
 
-def _report(change_dir, change_id, plan, result, waited):
+def _report(change_dir, change_id, plan, result, waited, connected_at=None):
     status = change_status(change_dir)
     result['status'] = status
     if status == 'confirmed':
@@ -1034,7 +1083,15 @@ def _report(change_dir, change_id, plan, result, waited):
         return result
     if status == 'rolled_back':
         record = _read_json(os.path.join(change_dir, 'rolled_back'))
-        raise CommitError(_rolled_back_msg(change_id, record), rollback=record, **result)
+        late = _late_confirm(change_dir, record, connected_at)
+        if late is not None:
+            raise CommitError(
+                'change %s was rolled back by the host %s s after it took effect, although this new connection '
+                'reached the host %s s after the change took effect (both by the clock of the host): the host was '
+                'reachable, but too slow to run the confirm within the %s s window'
+                % (change_id, record.get('seconds_after_effective', '?'), late, record.get('timeout', '?')),
+                rollback=record, late_confirm=True, connected_after_effective_s=late, **result)
+        raise CommitError(_rolled_back_msg(change_id, record), rollback=record, late_confirm=False, **result)
     if status == 'aborted':
         record = _read_json(os.path.join(change_dir, 'aborted'))
         raise CommitError('change %s was never applied: %s' % (change_id, record.get('reason')), **result)

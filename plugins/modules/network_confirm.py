@@ -128,6 +128,18 @@ reconnected_after_s:
   type: float
   sample: 0.8
   version_added: 0.4.0
+late_confirm:
+  description:
+    - V(true) when this run's SSH connection reached the host before the rollback fired, but the module ran only
+      after it (the host was reachable, too slow); V(false) when the connection arrived after the rollback.
+  returned: when the change was rolled back
+  type: bool
+  version_added: 0.4.0
+connected_after_effective_s:
+  description: For a late confirm, when this run's connection reached the host, in seconds after the change took effect.
+  returned: when RV(late_confirm) is true
+  type: float
+  version_added: 0.4.0
 rollback_deadline:
   description:
     - Epoch time at which the rollback fires (or fired) unless confirmed, network_rollback_timeout seconds after the
@@ -194,6 +206,7 @@ from ansible_collections.aicluster.lab.plugins.module_utils.network_commit impor
     DEFAULT_STATE_DIR,
     CommitError,
     confirm_change,
+    connection_started_at,
 )
 
 
@@ -212,7 +225,8 @@ def main():
     try:
         result = confirm_change(params['change_id'], state_dir=params['state_dir'],
                                 check_mode=module.check_mode,
-                                wait_rolled_back=params['wait_rolled_back'])
+                                wait_rolled_back=params['wait_rolled_back'],
+                                connected_at=connection_started_at())
     except CommitError as exc:
         exc.result.setdefault('change_id', params['change_id'])
         module.fail_json(msg=exc.msg, **exc.result)

@@ -496,3 +496,54 @@ def test_the_confirm_window_starts_when_the_change_took_effect_not_when_the_roll
     assert confirmed['status'] == 'confirmed' and confirmed['confirmed_after_s'] >= 3
     assert 0 <= confirmed['confirmed_after_effective_s'] <= confirmed['confirmed_after_s'] - 3
     assert host.snapshot() != {}  # the new file stayed
+
+
+def fake_proc(tmp_path, processes, btime=1700000000):
+    """A /proc with the given (pid, comm, ppid, starttime) and a boot time."""
+    for pid, comm, ppid, start in processes:
+        os.makedirs(tmp_path / str(pid))
+        fields = ['S', str(ppid)] + ['0'] * 17 + [str(start)] + ['0'] * 30
+        (tmp_path / str(pid) / 'stat').write_text('%d (%s) %s\n' % (pid, comm, ' '.join(fields)))
+    (tmp_path / 'stat').write_text('cpu  1 2 3\nbtime %d\nprocesses 9\n' % btime)
+    return str(tmp_path)
+
+
+# As on the Debian 12 guests: listener, per-connection [priv], user@notty, shell, module.
+SSH_CHAIN = [(900, 'python3', 899, 5000), (899, 'sh', 850, 4990), (850, 'sshd', 849, 4200),
+             (849, 'sshd', 400, 4100), (400, 'sshd', 1, 300)]
+
+
+@pytest.mark.parametrize('chain, expected', [
+    (SSH_CHAIN, 1700000000 + 41.0),
+    # OpenSSH 9.8+ names the per-connection processes sshd-session.
+    ([(900, 'python3', 850, 5000), (850, 'sshd-session', 849, 4200), (849, 'sshd-session', 400, 4100),
+      (400, 'sshd', 1, 300)], 1700000000 + 41.0),
+    # A comm with spaces and parentheses does not shift the fields.
+    ([(900, 'a) (b', 849, 5000), (849, 'sshd', 400, 4150), (400, 'sshd', 1, 300)], 1700000000 + 41.5),
+    ([(900, 'python3', 899, 5000), (899, 'bash', 1, 10)], None),  # not under sshd (a console)
+])
+def test_connection_started_at_is_the_start_of_the_connection_sshd_forked(tmp_path, chain, expected):
+    started = nc.connection_started_at(pid=900, proc=fake_proc(tmp_path, chain))
+    assert started == (pytest.approx(expected) if expected else None)
+
+
+def test_connection_started_at_without_proc_is_none(tmp_path):
+    assert nc.connection_started_at(pid=900, proc=str(tmp_path)) is None
+
+
+def test_a_connection_that_arrived_before_the_rollback_is_a_late_confirm_not_a_cut_off(host):
+    result = host.apply({P + 'a.network': network('eth1')}, rollback_timeout=1)
+    effective = json.loads(open(os.path.join(result['change_dir'], 'effective')).read())['at']
+    wait_for(os.path.join(result['change_dir'], 'rolled_back'))
+    with pytest.raises(nc.CommitError) as late:
+        nc.confirm_change(result['change_id'], state_dir=host.state, connected_at=effective + 0.5)
+    assert late.value.result['late_confirm'] is True
+    assert late.value.result['connected_after_effective_s'] == pytest.approx(0.5, abs=0.01)
+    assert 'although this new connection reached the host 0.5 s after the change took effect' in late.value.msg
+    assert 'too slow to run the confirm within the 1 s window' in late.value.msg
+    # Arriving after the rollback fired, or from no SSH connection at all, is the cut-off verdict.
+    for connected_at in (time.time(), None):
+        with pytest.raises(nc.CommitError) as cut:
+            nc.confirm_change(result['change_id'], state_dir=host.state, connected_at=connected_at)
+        assert cut.value.result['late_confirm'] is False
+        assert 'no new connection from the controller confirmed it within 1 s' in cut.value.msg
