@@ -70,8 +70,8 @@ def test_the_first_connection_that_gets_through_confirms_each_over_a_new_connect
     assert result['status'] == 'confirmed' and not result.get('failed')
     assert (result['reconnected'], result['reconnect_attempts']) == (True, 3)
     # reconnect_within is the action's own: the module never sees it; every try resets first.
-    assert [args for _, args, _ in calls] == [{'change_id': 'c1'}] * 3
-    assert [resets for _, _, resets in calls] == [1, 2, 3]
+    assert [call[1] for call in calls] == [{'change_id': 'c1'}] * 3
+    assert [call[2] for call in calls] == [1, 2, 3]
 
 
 def test_no_connection_within_the_window_fails_naming_the_window_and_the_last_error(monkeypatch):
