@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.aicluster.lab.plugins.module_utils.failover_verdict import failover_outcome, failover_verdict
+from ansible_collections.aicluster.lab.plugins.module_utils.failover_verdict import (
+    failback_verdict,
+    failover_outcome,
+    failover_verdict,
+)
 
 
 def bond_failover_verdict(probe, cut, bound_ms, stall_ms, ping_started=True, start_wait_s=None):
@@ -14,6 +18,12 @@ def bond_failover_verdict(probe, cut, bound_ms, stall_ms, ping_started=True, sta
         raise AnsibleFilterError(f"bond_failover_verdict: the probe's result must be a dict, got {type(probe).__name__}")
     return failover_verdict(probe, cut, float(bound_ms), float(stall_ms), ping_started=bool(ping_started),
                             start_wait_s=start_wait_s)
+
+
+def bond_failback_verdict(probe, cut, primary, bound_ms, stall_ms):
+    if not isinstance(probe, dict):
+        raise AnsibleFilterError(f"bond_failback_verdict: the probe's result must be a dict, got {type(probe).__name__}")
+    return failback_verdict(probe, cut, primary, float(bound_ms), float(stall_ms))
 
 
 def bond_failover_outcome(tries):
@@ -24,4 +34,5 @@ def bond_failover_outcome(tries):
 
 class FilterModule:
     def filters(self):
-        return {"bond_failover_verdict": bond_failover_verdict, "bond_failover_outcome": bond_failover_outcome}
+        return {"bond_failover_verdict": bond_failover_verdict, "bond_failback_verdict": bond_failback_verdict,
+                "bond_failover_outcome": bond_failover_outcome}

@@ -266,6 +266,28 @@ def lab_profile_networks(specs, hostvars, lab):
     return result
 
 
+def lab_network_mtus(specs, hostvars):
+    """{lab network: MTU} for each lab network that must carry frames above 1500 bytes.
+
+    A bridge (and every tap on it) takes the largest MTU of the links plugged into it:
+    a profile's jumbo frames must cross the lab, not be dropped at the bridge while each
+    guest reports MTU 9000. Networks at the default 1500 are left out, so their libvirt
+    definitions (and the boot states saved with them) stay as they were.
+    """
+    mtus = {}
+    for spec in specs:
+        model = hostvars[spec["host"]].get("network_model")
+        if not model:
+            continue
+        for link in model["links"]:
+            match = _LAB_NIC.match(link["name"])
+            position = int(match.group(1)) if match else 0
+            if 0 < position < len(spec["nics"]) and (link.get("mtu") or 0) > 1500:
+                network = spec["nics"][position]["network"]
+                mtus[network] = max(mtus.get(network, 0), link["mtu"])
+    return mtus
+
+
 def lab_boot_targets(specs, run_dir):
     """What lab_boot_watch waits for: each node's name, management address and console log."""
     return [{"name": spec["host"], "address": spec["ip"], "console_log": f"{run_dir}/{spec['host']}.console.log"}
@@ -282,4 +304,5 @@ class FilterModule:
             "lab_profile_nics": lab_profile_nics,
             "lab_profile_networks": lab_profile_networks,
             "lab_boot_targets": lab_boot_targets,
+            "lab_network_mtus": lab_network_mtus,
         }

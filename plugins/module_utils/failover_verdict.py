@@ -73,6 +73,46 @@ def failover_verdict(probe, cut, bound_ms, stall_ms, ping_started=True, start_wa
     return verdict('failed', '%s; %s' % (moved, seen))
 
 
+def failback_verdict(probe, cut, primary, bound_ms, stall_ms):
+    """The verdict on the return to the primary once the cut member's link is back.
+
+    Same rules as the failover's: a gap over the bound only by what the guest spent
+    stalled (the probe's longest poll gap) is inconclusive, never a failure of the bond.
+    """
+    probe = probe if isinstance(probe, dict) else {}
+    failback = probe.get('failback')
+    poll_gap = _figure((probe.get('poll') or {}).get('max_gap_ms'))
+    figures = {'bound_ms': float(bound_ms)}
+    if isinstance(failback, dict):
+        for key in ('gap_ms', 'lost', 'detect_ms'):
+            if _figure(failback.get(key)) is not None:
+                figures[key] = failback[key]
+    if poll_gap is not None:
+        figures['max_poll_gap_ms'] = poll_gap
+
+    def verdict(status, message):
+        return {'status': status, 'message': message, 'figures': figures}
+
+    if probe.get('failed') or ('sent' not in probe and probe.get('msg')):
+        return verdict('failed', '%s back: the probe failed: %s' % (cut, probe.get('msg', 'no message')))
+    if not isinstance(failback, dict):
+        return verdict('failed', '%s back: the bond never went back to %s (bond changes seen %s)'
+                       % (cut, primary, json.dumps(probe.get('transitions') or [])))
+    if failback.get('to') != primary:
+        return verdict('failed', '%s back: the active member went %s -> %s, expected the primary %s'
+                       % (cut, failback.get('from'), failback.get('to'), primary))
+    gap = _figure(failback.get('gap_ms'))
+    moved = ('%s back: active %s -> %s; traffic gap %s ms, %s lost (bound %s ms)'
+             % (cut, failback.get('from'), failback.get('to'), gap if gap is not None else '?',
+                failback.get('lost', '?'), bound_ms))
+    if gap is not None and gap <= bound_ms:
+        return verdict('passed', moved)
+    if gap is not None and poll_gap is not None and poll_gap >= stall_ms and gap - poll_gap <= bound_ms:
+        return verdict('inconclusive', '%s; the guest stalled for %s ms during the probe (its longest poll gap), so '
+                                       'the gap cannot be told from the stall' % (moved, poll_gap))
+    return verdict('failed', '%s; longest poll gap %s ms' % (moved, poll_gap if poll_gap is not None else '?'))
+
+
 def failover_outcome(tries):
     """The check over all tries: the first clean try decides; figures of every try are kept.
 

@@ -218,6 +218,44 @@ def check_bond(model, links):
     return _check("net_bond", "bond", "the bond runs as the profile says", problems, ok)
 
 
+# Bits of an LACP port state (IEEE 802.1AX): the partner agrees on the aggregation and
+# is in sync, collecting and distributing on the port.
+LACP_PARTNER_READY = {"sync": 0x08, "collecting": 0x10, "distributing": 0x20}
+NO_PARTNER_MAC = "00:00:00:00:00:00"
+
+
+def check_lacp(model, links):
+    """An 802.3ad bond has an LACP partner, and every member is in its active aggregator.
+
+    Without a partner (a plain Linux bridge, or switch ports without LACP) the kernel still
+    brings the bond up on one member: it carries traffic but aggregates nothing, so this
+    check fails instead of letting the bond pass as the profile asked.
+    """
+    bond = model["bond"]
+    data = (links.get(bond["name"], {}).get("linkinfo") or {}).get("info_data") or {}
+    info = data.get("ad_info") or {}
+    partner = info.get("partner_mac") or NO_PARTNER_MAC
+    problems = []
+    if partner == NO_PARTNER_MAC:
+        problems.append(f"{bond['name']} has no LACP partner (partner MAC {partner}): the other end does not "
+                        f"speak LACP (a plain Linux bridge, or switch ports without an LACP group), so "
+                        f"{bond['name']} runs on one member and aggregates nothing")
+    else:
+        for name in sorted(bond["members"]):
+            slave = (links.get(name, {}).get("linkinfo") or {}).get("info_slave_data") or {}
+            if slave.get("ad_aggregator_id") != info.get("aggregator"):
+                problems.append(f"{name} is in aggregator {slave.get('ad_aggregator_id')}, not the active "
+                                f"{info.get('aggregator')} (its partner differs from {partner})")
+                continue
+            state = slave.get("ad_partner_oper_port_state") or 0
+            missing = [flag for flag, bit in LACP_PARTNER_READY.items() if not state & bit]
+            if missing:
+                problems.append(f"{name}: the partner is not {', '.join(missing)} (port state {state})")
+    return _check("net_bond_lacp", "bond", "the 802.3ad bond has an LACP partner on every member", problems,
+                  f"{bond['name']}: partner {partner}, aggregator {info.get('aggregator')} with "
+                  f"{info.get('num_ports')} ports")
+
+
 def bond_state(links, name):
     """The running state of bond ``name`` from ``ip -d -j link`` output, or None if it is not a bond.
 
@@ -257,8 +295,9 @@ def bond_state(links, name):
 def peer_targets(models, host):
     """Every peer's address on every network of ``host``: what the mesh ping reaches.
 
-    Returns [{network, peer, address, interface}], interface being this host's
-    interface for that network. Peers without a known address (DHCP without an
+    Returns [{network, peer, address, interface, vlan, peer_vlan, mtu}], interface being
+    this host's interface for that network and mtu the smaller of the two ends' MTUs (the
+    largest packet the path must carry). Peers without a known address (DHCP without an
     expected lease) are left out.
     """
     own = models[host]
@@ -269,7 +308,8 @@ def peer_targets(models, host):
             if peer == host or not peer_net or not peer_net.get("address"):
                 continue
             targets.append({"network": net_name, "peer": peer, "address": peer_net["address"], "interface": net["interface"],
-                            "vlan": net.get("vlan"), "peer_vlan": peer_net.get("vlan")})
+                            "vlan": net.get("vlan"), "peer_vlan": peer_net.get("vlan"),
+                            "mtu": min(net.get("mtu") or 1500, peer_net.get("mtu") or 1500)})
     return targets
 
 
@@ -333,6 +373,8 @@ def network_checks(model, state, targets=None):
         checks.append(check_vlan_agreement(model, targets))
     if model.get("bond"):
         checks.append(check_bond(model, links))
+        if model["bond"]["mode"] == "802.3ad":
+            checks.append(check_lacp(model, links))
     if targets is not None:
         checks.append(check_neighbours(model, state.get("neigh"), targets))
     return checks

@@ -35,3 +35,21 @@ def parse_ping_summary(text):
         if rtt.group(4) is not None:
             figures["rtt_mdev_ms"] = float(rtt.group(4))
     return figures
+
+
+# What roles/validate prints after each ping of a command that runs several: "ping-exit <rc>".
+_EXIT = re.compile(r"^ping-exit (\d+)$", re.MULTILINE)
+
+
+def split_ping_runs(text):
+    """Split the output of several pings, each followed by a ``ping-exit <rc>`` line.
+
+    Returns [{rc, output, figures}] in order, output being that ping's own lines (its
+    summary, or its error such as "message too long"), figures as parse_ping_summary.
+    """
+    runs, start = [], 0
+    for match in _EXIT.finditer(text or ""):
+        output = text[start:match.start()].strip("\n")
+        runs.append({"rc": int(match.group(1)), "output": output, "figures": parse_ping_summary(output)})
+        start = match.end()
+    return runs

@@ -2,7 +2,8 @@
 
 One lab is shared by the tests of this module, in order: check mode on a missing
 lab, the first run, a second run, check mode on the running lab, a network change
-that cuts a node off (and the node rolling itself back), teardown, and a run that
+that cuts a node off (and the node rolling itself back), a hop with a smaller MTU
+than the profile's (the path MTU check fails), teardown, and a run that
 restores the nodes from their saved boot state. The default lab's profile is
 bonding-vlans.
 """
@@ -13,7 +14,7 @@ import re
 
 import pytest
 
-from labtools import ROOT, read_json, record_benchmark, virsh_names
+from labtools import ROOT, URI, read_json, record_benchmark, virsh_names
 
 pytestmark = pytest.mark.vm
 
@@ -39,6 +40,9 @@ def assert_all_layers_passed(report_path, failover=True):
         phases = {c["name"] for c in mine if c["category"] == "network"}
         assert phases >= {"net_links_up", "net_addresses", "net_vlan_ids", "net_bond", "net_routes",
                           "net_isolation", "net_neighbours", "net_mtu", "net_cluster_link_local"}, phases
+        # The path MTU is proven per peer and network, not only the interfaces' settings.
+        assert {f"net_path_mtu_{net}_{peer}" for net in ("cluster", "storage") for peer in NODES if peer != node} \
+            <= {c["name"] for c in mine}, sorted(c["name"] for c in mine)
         assert all(c["status"] == "passed" for c in mine), f"{node}: {[c for c in mine if c['status'] != 'passed']}"
         if not failover:
             continue
@@ -213,6 +217,33 @@ def test_a_change_to_one_network_reconfigures_only_its_link(run_cmd):
     back = run_cmd(network)
     assert back.returncode == 0, back.tail()
     assert "links reconfigured: bond0.100'" in " ".join(back.output.split()), back.tail()
+
+
+def test_a_link_on_the_path_with_a_smaller_mtu_fails_the_path_mtu_check(run_cmd):
+    # Every interface of both nodes keeps MTU 1500, so net_mtu passes; only a hop between
+    # them (the host side of node2's bonded NIC, as a switch port would be) takes less.
+    import subprocess
+
+    active = subprocess.run(["virsh", "-c", URI, "domiflist", f"{LAB}node2"],
+                            capture_output=True, text=True, check=True).stdout.split("\n")
+    # Interface, type, source, model, MAC: the first trunk NIC is bond0's primary (eth1).
+    tap = next(line.split()[0] for line in active if "aiclab-trunk" in line)
+    subprocess.run(["ip", "link", "set", tap, "mtu", "1400"], check=True)
+    try:
+        before = list((ROOT / "results").glob("*/report.json"))
+        run = run_cmd(["ansible-playbook", "playbooks/validate.yml"])
+    finally:
+        subprocess.run(["ip", "link", "set", tap, "mtu", "1500"], check=True)
+    assert run.returncode != 0, run.tail()
+    checks = read_json(latest_report(before))["checks"]
+    failed = {(c["host"], c["name"]): c["message"] for c in checks if c["status"] == "failed"}
+    expected = {(node, f"net_path_mtu_{net}_{peer}") for net in ("cluster", "storage")
+                for node, peer in (("node1", "node2"), ("node2", "node1"))}
+    assert set(failed) == expected, failed
+    for message in failed.values():
+        assert "a 1500-byte packet with don't-fragment set did not get through, though smaller ones do" in message
+    # Small packets still pass: the mesh pings and every other check are green.
+    assert all(c["status"] == "passed" for c in checks if (c["host"], c["name"]) not in expected)
 
 
 def test_teardown_leaves_nothing(run_cmd):

@@ -118,8 +118,8 @@ def test_input_that_is_not_a_model(not_a_model):
 
 def test_peer_targets():
     assert network_peer_targets(MODELS, "node2") == [
-        {"network": "cluster", "peer": "node1", "address": "192.168.200.11", "interface": "bond0.200", "vlan": 200, "peer_vlan": 200},
-        {"network": "storage", "peer": "node1", "address": "192.168.100.11", "interface": "bond0.100", "vlan": 100, "peer_vlan": 100},
+        {"network": "cluster", "peer": "node1", "address": "192.168.200.11", "interface": "bond0.200", "vlan": 200, "peer_vlan": 200, "mtu": 1500},
+        {"network": "storage", "peer": "node1", "address": "192.168.100.11", "interface": "bond0.100", "vlan": 100, "peer_vlan": 100, "mtu": 1500},
     ]
 
 

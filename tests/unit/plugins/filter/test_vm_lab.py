@@ -215,3 +215,30 @@ def test_an_explicit_nic_list_must_carry_every_nic_the_profile_uses():
         lab_node_specs(["node1"], hostvars, LAB_WITH_TRUNK)
     assert str(caught.value) == ("host node1: vm_lab_node_nics: ['x'] gives 1 NIC(s) after eth0, but its network profile "
                                  "bonding-vlans uses eth1..eth2")
+
+
+def test_lab_networks_take_the_largest_mtu_of_their_links():
+    import pathlib
+
+    import yaml
+
+    from ansible_collections.aicluster.lab.plugins.filter.vm_lab import lab_network_mtus
+    from ansible_collections.aicluster.lab.plugins.module_utils.network_model import build_models
+
+    profiles = pathlib.Path(__file__).resolve().parents[4] / "profiles"
+    # The shipped profiles all run at 1500: no lab network gets an MTU, so nothing changes.
+    for name in ("simple", "vlans", "bonding-vlans", "dhcp-simple"):
+        assert lab_network_mtus(*specs_for(name)) == {}, name
+    # Jumbo frames on the bond (storage VLAN at 9000): the trunk carries 9000.
+    jumbo = yaml.safe_load((profiles / "bonding-vlans.yml").read_text())
+    jumbo["bond"]["mtu"] = 9000
+    jumbo["networks"]["storage"]["mtu"] = 9000
+    hostvars = {host: {"ansible_host": f"192.168.150.1{i}", "network_model": model}
+                for i, (host, model) in enumerate(build_models(jumbo, ["node1", "node2"], {}, "jumbo").items(), 1)}
+    assert lab_network_mtus(lab_node_specs(list(hostvars), hostvars, LAB_WITH_TRUNK), hostvars) == {"aiclab-trunk": 9000}
+    # A DHCP-served link with a jumbo MTU: its own lab network gets it.
+    dhcp = yaml.safe_load((profiles / "dhcp-simple.yml").read_text())
+    next(link for link in dhcp["links"] if link["name"] == "eth1")["mtu"] = 4000
+    hostvars = {host: {"ansible_host": f"192.168.150.1{i}", "network_model": model}
+                for i, (host, model) in enumerate(build_models(dhcp, ["node1", "node2"], {}, "dhcp").items(), 1)}
+    assert lab_network_mtus(lab_node_specs(list(hostvars), hostvars, LAB_WITH_TRUNK), hostvars) == {"aiclab-cluster": 4000}

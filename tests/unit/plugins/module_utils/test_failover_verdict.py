@@ -13,7 +13,11 @@ import pathlib
 
 import pytest
 
-from ansible_collections.aicluster.lab.plugins.module_utils.failover_verdict import failover_outcome, failover_verdict
+from ansible_collections.aicluster.lab.plugins.module_utils.failover_verdict import (
+    failback_verdict,
+    failover_outcome,
+    failover_verdict,
+)
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "failover"
 REAL = json.loads((FIXTURES / "node1-probe-eth1-cut.json").read_text())
@@ -104,3 +108,53 @@ def test_stalls_on_every_try_are_reported_inconclusive_never_failed_never_passed
 
 def test_one_try_keeps_its_own_message():
     assert failover_outcome([failover_verdict(REAL, "eth1", BOUND, STALL)])["message"].startswith("eth1 cut: active")
+
+
+def failback_probe(gap_ms=None, poll_gap_ms=None, **failback):
+    result = copy.deepcopy(REAL)
+    if gap_ms is not None:
+        result["failback"]["gap_ms"] = gap_ms
+    if poll_gap_ms is not None:
+        result["poll"]["max_gap_ms"] = poll_gap_ms
+    result["failback"].update(failback)
+    return result
+
+
+def test_a_real_failback_within_the_bound_passes():
+    verdict = failback_verdict(REAL, "eth1", "eth1", BOUND, STALL)
+    assert verdict["status"] == "passed"
+    assert verdict["message"] == "eth1 back: active eth2 -> eth1; traffic gap 32.45 ms, 1 lost (bound 300.0 ms)"
+    assert verdict["figures"] == {"bound_ms": 300.0, "gap_ms": 32.45, "lost": 1, "detect_ms": 99.487,
+                                  "max_poll_gap_ms": 66.262}
+
+
+def test_a_failback_gap_made_of_a_stall_is_inconclusive():
+    # A local run's figures: gap 318.288 ms with 1 lost at a 10 ms interval, so ping did not
+    # run for most of the gap; the guest stalled (a poll gap of 250 ms, say).
+    verdict = failback_verdict(failback_probe(gap_ms=318.288, poll_gap_ms=250.0), "eth1", "eth1", BOUND, STALL)
+    assert verdict["status"] == "inconclusive"
+    assert "the guest stalled for 250.0 ms during the probe" in verdict["message"]
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"gap_ms": 318.288, "poll_gap_ms": 40.0}, "traffic gap 318.288 ms, 1 lost (bound 300.0 ms); longest poll gap 40.0"),
+    ({"to": "eth2"}, "the active member went eth2 -> eth2, expected the primary eth1"),
+])
+def test_a_failback_over_the_bound_or_to_the_wrong_member_fails(change, reason):
+    change = dict(change)
+    probe_result = failback_probe(change.pop("gap_ms", None), change.pop("poll_gap_ms", None), **change)
+    verdict = failback_verdict(probe_result, "eth1", "eth1", BOUND, STALL)
+    assert verdict["status"] == "failed" and reason in verdict["message"], verdict
+
+
+def test_no_failback_at_all_fails_naming_the_primary():
+    result = copy.deepcopy(REAL)
+    result["failback"] = None
+    verdict = failback_verdict(result, "eth1", "eth1", BOUND, STALL)
+    assert verdict["status"] == "failed" and verdict["message"].startswith("eth1 back: the bond never went back to eth1")
+
+
+def test_failback_stalls_on_every_try_are_skipped_with_the_stall():
+    tries = [failback_verdict(failback_probe(gap_ms=318.288, poll_gap_ms=250.0), "eth1", "eth1", BOUND, STALL)] * 3
+    outcome = failover_outcome(tries)
+    assert outcome["status"] == "skipped" and outcome["message"].startswith("inconclusive after 3 tries")

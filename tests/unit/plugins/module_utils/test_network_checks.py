@@ -6,6 +6,11 @@ fixtures/ip/bonding-vlans-node1-*.json were captured on node1 of a running bondi
 lab (Debian 12, iproute2 6.1). Each fault test deep-copies that output and changes it
 the way the fault shows up in ip's JSON, then asserts exactly which checks fail and with
 which message: a check must name the cause, and must not fail when nothing is wrong.
+
+fixtures/ip/lacp-*-link.json are ``ip -d -j link`` in network namespaces of a lab guest
+(Debian 12, kernel 6.1): "partner", an 802.3ad bond0 over veth eth1 and eth2 whose peers
+are the members of another 802.3ad bond0 (each is the other's LACP partner); "no-partner",
+the same bond over dummy eth1 and eth2, which answer no LACPDU.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import yaml
 
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import (
     check_addresses,
+    check_bond,
+    check_lacp,
     check_vlan_agreement,
+    index_links,
     network_checks,
     peer_targets,
 )
@@ -82,8 +90,8 @@ def lose_carrier(link):
 
 def test_peer_targets_of_node1():
     assert TARGETS == [
-        {"network": "cluster", "peer": "node2", "address": "192.168.200.12", "interface": "bond0.200", "vlan": 200, "peer_vlan": 200},
-        {"network": "storage", "peer": "node2", "address": "192.168.100.12", "interface": "bond0.100", "vlan": 100, "peer_vlan": 100},
+        {"network": "cluster", "peer": "node2", "address": "192.168.200.12", "interface": "bond0.200", "vlan": 200, "peer_vlan": 200, "mtu": 1500},
+        {"network": "storage", "peer": "node2", "address": "192.168.100.12", "interface": "bond0.100", "vlan": 100, "peer_vlan": 100, "mtu": 1500},
     ]
 
 
@@ -206,21 +214,53 @@ def test_bond_missing(state):
     assert failures(state, neighbours=False)["net_bond"] == "bond0 does not exist"
 
 
-def test_lacp_bond_reads_the_kernels_ad_lacp_rate(state):
-    # An 802.3ad profile: iproute2 prints the LACP rate as ad_lacp_rate, and reports no
-    # primary or active member in that mode.
-    lacp = profile("bonding-vlans")
-    lacp["bond"] = {"name": "bond0", "mode": "802.3ad", "members": ["eth1", "eth2"], "miimon": 100,
-                    "lacp_rate": "fast", "xmit_hash_policy": "layer3+4"}
-    models = build_models(lacp, ["node1", "node2"], {}, "lacp")
-    data = bond_data(state)
-    data.update(mode="802.3ad", ad_lacp_rate="fast", xmit_hash_policy="layer3+4")
-    del data["primary"]
-    del data["active_slave"]
-    assert failures(state, models["node1"]) == {}
-    data.update(ad_lacp_rate="slow", xmit_hash_policy="layer2")
-    assert failures(state, models["node1"]) == {"net_bond": "lacp_rate slow, expected fast; "
-                                                            "xmit_hash_policy layer2, expected layer3+4"}
+LACP_BOND = {"name": "bond0", "mode": "802.3ad", "members": ["eth1", "eth2"], "miimon": 100, "lacp_rate": "fast",
+             "xmit_hash_policy": "layer3+4"}
+LACP_PROFILE = dict(profile("bonding-vlans"), bond=LACP_BOND)
+LACP_MODEL = build_models(LACP_PROFILE, ["node1", "node2"], {}, "lacp")["node1"]
+
+
+def lacp_links(name):
+    """ip -d -j link of a real 802.3ad bond0 over eth1 and eth2 (see the module's docstring)."""
+    return index_links(json.loads((IP_FIXTURES / f"lacp-{name}-link.json").read_text()))
+
+
+def test_lacp_bond_reads_the_kernels_ad_lacp_rate():
+    # iproute2 prints the LACP rate as ad_lacp_rate, and no primary or active member in this mode.
+    links = lacp_links("partner")
+    assert check_bond(LACP_MODEL, links)["passed"], check_bond(LACP_MODEL, links)
+    links["bond0"]["linkinfo"]["info_data"].update(ad_lacp_rate="slow", xmit_hash_policy="layer2")
+    assert check_bond(LACP_MODEL, links)["message"] == ("lacp_rate slow, expected fast; "
+                                                        "xmit_hash_policy layer2, expected layer3+4")
+
+
+def test_an_lacp_bond_with_a_partner_on_every_member_passes():
+    check = check_lacp(LACP_MODEL, lacp_links("partner"))
+    assert check["passed"], check
+    assert check["message"].startswith("bond0: partner ") and "with 2 ports" in check["message"]
+
+
+def test_an_lacp_bond_without_a_partner_fails_saying_so():
+    check = check_lacp(LACP_MODEL, lacp_links("no-partner"))
+    assert not check["passed"]
+    assert check["message"].startswith("bond0 has no LACP partner (partner MAC 00:00:00:00:00:00): the other end "
+                                       "does not speak LACP")
+
+
+def test_an_lacp_member_outside_the_active_aggregator_or_not_in_sync_is_named():
+    links = lacp_links("partner")
+    eth2 = links["eth2"]["linkinfo"]["info_slave_data"]
+    eth2["ad_aggregator_id"] = 99
+    assert check_lacp(LACP_MODEL, links)["message"].startswith("eth2 is in aggregator 99, not the active ")
+    links = lacp_links("partner")
+    links["eth1"]["linkinfo"]["info_slave_data"]["ad_partner_oper_port_state"] &= ~0x30
+    assert check_lacp(LACP_MODEL, links)["message"].startswith("eth1: the partner is not collecting, distributing")
+
+
+def test_the_lacp_check_runs_for_802_3ad_bonds_only(state):
+    assert "net_bond_lacp" not in {check["name"] for check in network_checks(MODEL, state, TARGETS)}
+    names = [check["name"] for check in network_checks(LACP_MODEL, {"links": list(lacp_links("partner").values())})]
+    assert "net_bond_lacp" in names
 
 
 # --- links and MTU ----------------------------------------------------------------------
