@@ -26,17 +26,23 @@ def _figure(value):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _figures(probe, change, bound_ms):
+    """The probe's longest poll gap, and the figures of one bond change (failover or failback)."""
+    poll_gap = _figure((((probe if isinstance(probe, dict) else None) or {}).get('poll') or {}).get('max_gap_ms'))
+    figures = {'bound_ms': float(bound_ms)}
+    if isinstance(change, dict):
+        for key in ('gap_ms', 'lost', 'detect_ms'):
+            if _figure(change.get(key)) is not None:
+                figures[key] = change[key]
+    if poll_gap is not None:
+        figures['max_poll_gap_ms'] = poll_gap
+    return poll_gap, figures
+
+
 def failover_verdict(probe, cut, bound_ms, stall_ms, ping_started=True, start_wait_s=None):
     """One try's verdict: a dict with status (passed, failed, inconclusive), message, figures."""
     failover = probe.get('failover') if isinstance(probe, dict) else None
-    poll_gap = _figure(((probe or {}).get('poll') or {}).get('max_gap_ms'))
-    figures = {'bound_ms': float(bound_ms)}
-    if isinstance(failover, dict):
-        for key in ('gap_ms', 'lost', 'detect_ms'):
-            if _figure(failover.get(key)) is not None:
-                figures[key] = failover[key]
-    if poll_gap is not None:
-        figures['max_poll_gap_ms'] = poll_gap
+    poll_gap, figures = _figures(probe, failover, bound_ms)
 
     def verdict(status, message):
         return {'status': status, 'message': message, 'figures': figures}
@@ -81,14 +87,7 @@ def failback_verdict(probe, cut, primary, bound_ms, stall_ms):
     """
     probe = probe if isinstance(probe, dict) else {}
     failback = probe.get('failback')
-    poll_gap = _figure((probe.get('poll') or {}).get('max_gap_ms'))
-    figures = {'bound_ms': float(bound_ms)}
-    if isinstance(failback, dict):
-        for key in ('gap_ms', 'lost', 'detect_ms'):
-            if _figure(failback.get(key)) is not None:
-                figures[key] = failback[key]
-    if poll_gap is not None:
-        figures['max_poll_gap_ms'] = poll_gap
+    poll_gap, figures = _figures(probe, failback, bound_ms)
 
     def verdict(status, message):
         return {'status': status, 'message': message, 'figures': figures}
