@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.aicluster.lab.plugins.module_utils.ping import parse_ping_summary, split_ping_runs
+from ansible_collections.aicluster.lab.plugins.module_utils.ping import parse_ping_summary
 
 
 class FilterModule:
     def filters(self):
-        return {"ping_figures": parse_ping_summary, "ping_runs": split_ping_runs}
+        return {"ping_figures": parse_ping_summary}

@@ -1,4 +1,4 @@
-"""ping_runs on the output of roles/validate's mesh and full-size pings, captured in the lab's guests.
+"""split_ping_runs on the output of roles/validate's mesh and full-size pings, captured in the lab's guests.
 
 ping-mesh-full-size-ok.txt: node1 to node2, both pings
 answered (captured on the vlan-negative lab's storage VLAN, eth1.100, with roles/validate's
