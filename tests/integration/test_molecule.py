@@ -27,6 +27,10 @@ ACTION_END = r"(?:➜|>) (\w+)\]?:? Executed"
 SCENARIOS = {"simple": "mollab", "vlans": "mollab", "bonding-vlans": "molbond", "dhcp-simple": "moldhcp",
              "vlan-negative": "mollab", "chaos": "mollab"}
 
+# Scenarios that converge a profile another scenario already proves idempotent on the same
+# lab (their molecule.yml says which): they run no idempotence step of their own.
+WITHOUT_IDEMPOTENCE = {"chaos", "vlan-negative"}
+
 # The checks each fault scenario's report must hold, passed, with figures where named.
 FAULT_CHECKS = {
     "bonding-vlans": {
@@ -102,7 +106,8 @@ def test_molecule_scenario_passes_and_leaves_nothing(run_cmd, scenario, lab):
     before = run_dirs()
     run = run_cmd(["molecule", "test", "-s", scenario], env={"AICLUSTER_LAB_KEEP": ""})
     assert run.returncode == 0, run.tail(80)
-    assert "idempotence: Executed: Successful" in run.output, run.tail(80)
+    if scenario not in WITHOUT_IDEMPOTENCE:
+        assert "idempotence: Executed: Successful" in run.output, run.tail(80)
     # Each action's wall time: from molecule announcing it to its "Executed" line.
     starts = [(stamp, match.group(1)) for stamp, match in run.line_times(ACTION_START)]
     ends = [(stamp, match.group(1)) for stamp, match in run.line_times(ACTION_END)]
