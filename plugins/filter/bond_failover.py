@@ -13,11 +13,10 @@ from ansible_collections.aicluster.lab.plugins.module_utils.failover_verdict imp
 )
 
 
-def bond_failover_verdict(probe, cut, bound_ms, stall_ms, ping_started=True, start_wait_s=None):
+def bond_failover_verdict(probe, cut, bound_ms, stall_ms, not_cut=''):
     if not isinstance(probe, dict):
         raise AnsibleFilterError(f"bond_failover_verdict: the probe's result must be a dict, got {type(probe).__name__}")
-    return failover_verdict(probe, cut, float(bound_ms), float(stall_ms), ping_started=bool(ping_started),
-                            start_wait_s=start_wait_s)
+    return failover_verdict(probe, cut, float(bound_ms), float(stall_ms), not_cut=not_cut or '')
 
 
 def bond_failback_verdict(probe, cut, primary, bound_ms, stall_ms):

@@ -39,20 +39,25 @@ def _figures(probe, change, bound_ms):
     return poll_gap, figures
 
 
-def failover_verdict(probe, cut, bound_ms, stall_ms, ping_started=True, start_wait_s=None):
-    """One try's verdict: a dict with status (passed, failed, inconclusive), message, figures."""
+def failover_verdict(probe, cut, bound_ms, stall_ms, not_cut=''):
+    """One try's verdict: a dict with status (passed, failed, inconclusive), message, figures.
+
+    ``not_cut`` says why the member was not cut, when it was not (the cable pull never saw
+    the probe's traffic, say): the try then failed, whatever the probe measured.
+    """
     failover = probe.get('failover') if isinstance(probe, dict) else None
     poll_gap, figures = _figures(probe, failover, bound_ms)
 
     def verdict(status, message):
         return {'status': status, 'message': message, 'figures': figures}
 
-    if not ping_started:
-        return verdict('failed', 'the probe did not start: no ping ran on the host %s s after it was started, so nothing '
-                                 'was cut' % start_wait_s)
+    failed_probe = probe.get('failed') or ('sent' not in probe and probe.get('msg'))
+    if not_cut:
+        return verdict('failed', 'nothing was cut: %s%s' % (
+            not_cut, ('; the probe failed: %s' % probe.get('msg', 'no message')) if failed_probe else ''))
     # A probe that failed, or whose job was ended before it reported (async's "Timeout
     # exceeded" on a guest too slow to run it), has a message and no figures.
-    if probe.get('failed') or ('sent' not in probe and probe.get('msg')):
+    if failed_probe:
         return verdict('failed', '%s cut: the probe failed: %s' % (cut, probe.get('msg', 'no message')))
     unresumed = [outage for outage in probe.get('outages') or [] if not outage.get('resumed')]
     seen = ('probe: %s sent, %s answered, longest poll gap %s ms, bond changes seen %s'

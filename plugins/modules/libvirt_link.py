@@ -52,6 +52,24 @@ options:
         O(state) already.
       - A number of seconds greater than 0, for example V(3).
     type: float
+  after_traffic_pps:
+    description:
+      - Before the change, wait until the interface carries at least this many packets per second, sent
+        and received together, by libvirt's statistics of the domain's interface (measured over half-second
+        windows). A measurement started on the guest just before (a ping every 10 ms is 200 packets a
+        second both ways) then has its traffic flowing when the cable is pulled, however long the guest
+        took to start it.
+      - When the rate is not reached within O(traffic_wait_s), the module fails and changes nothing.
+      - In check mode nothing is waited for.
+    type: int
+  traffic_wait_s:
+    description: With O(after_traffic_pps), how long to wait for the traffic, in seconds.
+    type: float
+    default: 120
+  lead_s:
+    description: With O(after_traffic_pps), how long the traffic flows before the change, in seconds.
+    type: float
+    default: 0
   owner:
     description:
       - When given, the domain must carry this owner in its aicluster.lab metadata (as
@@ -92,6 +110,18 @@ EXAMPLES = r'''
     restore_after_s: 3
   register: pulse
 
+- name: Pull it for 3 s once a measurement's traffic has flowed for 2 s (started beside a probe on the guest)
+  aicluster.lab.libvirt_link:
+    name: aiclab-node2
+    mac: "52:54:00:ec:60:0e"
+    state: down
+    restore_after_s: 3
+    after_traffic_pps: 100
+    lead_s: 2
+  async: 300
+  poll: 0
+  register: cut_job
+
 - name: How long the cable was out, on the controller's clock
   ansible.builtin.debug:
     msg: "{{ (pulse.restored_time - pulse.time) | round(3) }} s"
@@ -102,6 +132,13 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+traffic:
+  description: >-
+    With O(after_traffic_pps), the traffic seen before the change: C(pps) (packets per second in the
+    window that reached the rate), C(waited_s) (from the start of the wait) and C(time) (epoch, controller clock).
+  returned: when O(after_traffic_pps) was given and the link was changed
+  type: dict
+  sample: {pps: 196.0, waited_s: 4.52, time: 1764583201.25}
 previous:
   description: Live link state before the run.
   returned: success
@@ -166,6 +203,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.aicluster.lab.plugins.module_utils.libvirt_conn import connect, lookup_domain
 from ansible_collections.aicluster.lab.plugins.module_utils.libvirt_xml import SpecError, normalize_mac, read_owner
+
+# The window over which after_traffic_pps is measured: long enough that a burst of
+# ARP or neighbour discovery is not a measurement's traffic.
+TRAFFIC_WINDOW_S = 0.5
 
 try:
     import libvirt
@@ -249,6 +290,18 @@ def set_link(module, conn):
     if not changed or module.check_mode:
         result['time'] = time.time()
         return result
+    if params['after_traffic_pps']:
+        if not info['target']:
+            module.fail_json(msg="after_traffic_pps: interface %s of domain '%s' has no target device whose "
+                                 "traffic libvirt could count" % (mac, name), **result)
+        result['traffic'] = wait_for_traffic(lambda: packets(dom, info['target']), params['after_traffic_pps'],
+                                             params['traffic_wait_s'])
+        if result['traffic'] is None:
+            module.fail_json(msg="after_traffic_pps: interface %s (%s) of domain '%s' did not carry %d packets a "
+                                 "second within %g s; the link was left %s"
+                                 % (mac, info['target'], name, params['after_traffic_pps'], params['traffic_wait_s'],
+                                    previous), **result)
+        time.sleep(params['lead_s'])
     apply_link(module, dom, iface, state, result)
     hold = params['restore_after_s']
     if hold:
@@ -257,6 +310,31 @@ def set_link(module, conn):
         finally:
             apply_link(module, dom, iface, previous, result, time_key='restored_time')
     return result
+
+
+def packets(dom, target):
+    """Packets the interface has carried, both directions (libvirt's rx_packets + tx_packets)."""
+    stats = dom.interfaceStats(target)
+    return stats[1] + stats[5]
+
+
+def wait_for_traffic(read_packets, pps, timeout_s, window_s=TRAFFIC_WINDOW_S, clock=time.monotonic, sleep=time.sleep):
+    """Wait until ``read_packets()`` grows by ``pps`` a second over a window; None on timeout.
+
+    Returns {pps, waited_s, time}. The rate is taken over each window, so a burst shorter than a
+    window (ARP, neighbour discovery) does not count as a measurement's traffic.
+    """
+    start = clock()
+    last_count, last_at = read_packets(), start
+    while True:
+        sleep(window_s)
+        count, now = read_packets(), clock()
+        rate = (count - last_count) / (now - last_at) if now > last_at else 0.0
+        if rate >= pps:
+            return {'pps': round(rate, 1), 'waited_s': round(now - start, 2), 'time': time.time()}
+        if now - start >= timeout_s:
+            return None
+        last_count, last_at = count, now
 
 
 def apply_link(module, dom, iface, state, result, time_key='time'):
@@ -280,12 +358,19 @@ def main():
             uri=dict(type='str', default='qemu:///system'),
             owner=dict(type='str'),
             restore_after_s=dict(type='float'),
+            after_traffic_pps=dict(type='int'),
+            traffic_wait_s=dict(type='float', default=120),
+            lead_s=dict(type='float', default=0),
         ),
         supports_check_mode=True,
     )
     hold = module.params['restore_after_s']
     if hold is not None and not 0 < hold < float('inf'):
         module.fail_json(msg='restore_after_s: %r must be a number of seconds greater than 0' % hold)
+    for option, low in (('after_traffic_pps', 1), ('traffic_wait_s', 0), ('lead_s', 0)):
+        value = module.params[option]
+        if value is not None and not low <= value < float('inf'):
+            module.fail_json(msg='%s: %r must be a number of at least %s' % (option, value, low))
     try:
         module.params['mac'] = normalize_mac(module.params['mac'], 'mac')
     except SpecError as exc:

@@ -82,10 +82,19 @@ def test_a_probe_job_ended_by_its_async_timeout_fails_with_the_message():
     assert verdict["status"] == "failed" and verdict["message"] == "eth1 cut: the probe failed: Timeout exceeded"
 
 
-def test_a_probe_that_never_started_fails_saying_nothing_was_cut():
-    verdict = failover_verdict({}, "eth1", BOUND, STALL, ping_started=False, start_wait_s=20)
-    assert verdict == {"status": "failed", "figures": {"bound_ms": 300.0},
-                       "message": "the probe did not start: no ping ran on the host 20 s after it was started, so nothing was cut"}
+NO_TRAFFIC = ("after_traffic_pps: interface 52:54:00:d3:d1:58 (vnet10) of domain 'aiclab-node1' did not carry 100 "
+              "packets a second within 120 s; the link was left up")
+
+
+def test_a_member_never_cut_fails_saying_why_and_what_the_probe_said():
+    verdict = failover_verdict({}, "eth1", BOUND, STALL, not_cut=NO_TRAFFIC)
+    assert verdict == {"status": "failed", "figures": {"bound_ms": 300.0}, "message": "nothing was cut: " + NO_TRAFFIC}
+    failed = failover_verdict({"failed": True, "msg": "ping failed (rc 2): ping: sendmsg: Network is unreachable"},
+                              "eth1", BOUND, STALL, not_cut=NO_TRAFFIC)
+    assert failed["status"] == "failed"
+    assert failed["message"].endswith("; the probe failed: ping failed (rc 2): ping: sendmsg: Network is unreachable")
+    # A clean measurement is still a failure when nothing was cut.
+    assert failover_verdict(REAL, "eth1", BOUND, STALL, not_cut=NO_TRAFFIC)["status"] == "failed"
 
 
 def test_a_clean_retry_decides_and_every_try_is_kept():

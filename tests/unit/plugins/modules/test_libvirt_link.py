@@ -288,3 +288,89 @@ def test_restore_after_s_must_be_positive(conn, live_links, run, hold):
     assert result['failed'] is True
     assert result['msg'] == 'restore_after_s: %r must be a number of seconds greater than 0' % float(hold)
     assert live_links == []
+
+
+class FakeClock:
+    """A monotonic clock that sleep() moves, and a packet counter that grows with it."""
+
+    def __init__(self, rates):
+        self.now, self.count, self.rates = 0.0, 1000, list(rates)
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        rate = self.rates.pop(0) if self.rates else 0
+        self.now += seconds
+        self.count += int(rate * seconds)
+
+    def packets(self):
+        return self.count
+
+
+def test_wait_for_traffic_returns_once_a_window_reaches_the_rate():
+    fake = FakeClock([2, 6, 150, 210])  # ARP-like trickle, then a probe's ping (about 200/s)
+    seen = libvirt_link.wait_for_traffic(fake.packets, 100, 60, clock=fake.clock, sleep=fake.sleep)
+    assert seen['pps'] == 150.0 and seen['waited_s'] == 1.5
+
+
+def test_wait_for_traffic_gives_up_after_its_timeout():
+    fake = FakeClock([4] * 100)
+    assert libvirt_link.wait_for_traffic(fake.packets, 100, 3, clock=fake.clock, sleep=fake.sleep) is None
+    assert fake.now == 3.0
+
+
+@pytest.fixture
+def traffic(monkeypatch):
+    """interfaceStats of the test driver's domains: a counter that grows by ``rate[0]`` packets a second."""
+    rate, started, asked = [0], time.monotonic(), []
+
+    def interface_stats(self, device):
+        asked.append(device)
+        packets = int(rate[0] * (time.monotonic() - started))
+        return (packets * 100, packets, 0, 0, packets * 100, packets, 0, 0)
+
+    monkeypatch.setattr(libvirt.virDomain, 'interfaceStats', interface_stats)
+    return rate, asked
+
+
+def test_after_traffic_pps_waits_for_the_traffic_then_the_lead_then_changes(conn, live_links, run, traffic):
+    define(conn)
+    traffic[0][0] = 400
+    started = time.time()
+    result = run({'name': 'aiclt-dom', 'mac': MACS[1], 'state': 'up', 'after_traffic_pps': 100, 'lead_s': 0.2})
+    assert result['changed'] is True and traffic[1][0] == 'aiclt-tap1'
+    assert result['traffic']['pps'] >= 100 and started < result['traffic']['time']
+    assert result['time'] - result['traffic']['time'] >= 0.2
+    assert live_link(conn, 'aiclt-dom', MACS[1]) == 'up'
+
+
+def test_after_traffic_pps_without_the_traffic_changes_nothing(conn, live_links, run, traffic):
+    define(conn)
+    result = run({'name': 'aiclt-dom', 'mac': MACS[1], 'state': 'up', 'after_traffic_pps': 100, 'traffic_wait_s': 0.6})
+    assert result['failed'] is True and live_links == []
+    assert result['msg'] == ("after_traffic_pps: interface %s (aiclt-tap1) of domain 'aiclt-dom' did not carry 100 "
+                             "packets a second within 0.6 s; the link was left down" % MACS[1])
+
+
+def test_after_traffic_pps_needs_a_target_device(conn, live_links, run, traffic, monkeypatch):
+    # The test driver gives every running NIC a target; a NIC of another type may have none.
+    original = libvirt_link.interface_info
+    monkeypatch.setattr(libvirt_link, 'interface_info', lambda iface: dict(original(iface), target=None))
+    define(conn)
+    result = run({'name': 'aiclt-dom', 'mac': MACS[0], 'state': 'down', 'after_traffic_pps': 100, 'traffic_wait_s': 1})
+    assert result['failed'] is True and live_links == [] and traffic[1] == []
+    assert "has no target device whose traffic libvirt could count" in result['msg']
+
+
+def test_after_traffic_pps_in_check_mode_waits_for_nothing(conn, live_links, run, traffic):
+    define(conn)
+    result = run({'name': 'aiclt-dom', 'mac': MACS[1], 'state': 'up', 'after_traffic_pps': 100}, check_mode=True)
+    assert result['changed'] is True and 'traffic' not in result and traffic[1] == [] and live_links == []
+
+
+@pytest.mark.parametrize('option, value', [('after_traffic_pps', 0), ('traffic_wait_s', -1), ('lead_s', float('inf'))])
+def test_traffic_options_are_checked(conn, live_links, run, option, value):
+    define(conn)
+    result = run({'name': 'aiclt-dom', 'mac': MACS[1], 'state': 'up', 'after_traffic_pps': 10, option: value})
+    assert result['failed'] is True and result['msg'].startswith('%s: ' % option) and live_links == []
