@@ -227,4 +227,3 @@ def validate_checks(host, state, probe, probe_output, layers, model=None, boot=N
                            "passed": check["passed"], "message": check["message"], "figures": {}})
         checks += ping_checks(probe.get("net") or [], sections)
     return checks
-
