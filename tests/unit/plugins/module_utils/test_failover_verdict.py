@@ -167,3 +167,28 @@ def test_failback_stalls_on_every_try_are_skipped_with_the_stall():
     tries = [failback_verdict(failback_probe(gap_ms=318.288, poll_gap_ms=250.0), "eth1", "eth1", BOUND, STALL)] * 3
     outcome = failover_outcome(tries)
     assert outcome["status"] == "skipped" and outcome["message"].startswith("inconclusive after 3 tries")
+
+
+# A load-test run (both host cores busy): node2's probe stopped its ping 3 s after the
+# failback, 105 ms after the last reply; its last two echo requests had no reply yet.
+STOPPED_IN_FLIGHT = {"first_seq": 743, "last_seq": 744, "lost": 2, "start": 1796122792.35662,
+                     "end": 1796122792.461878, "gap_ms": 105.258, "resumed": False}
+
+
+def test_echo_requests_in_flight_when_the_probe_stops_its_ping_are_not_an_outage():
+    stopped = probe()
+    stopped["settled"] = True
+    stopped["outages"] = stopped["outages"] + [STOPPED_IN_FLIGHT]
+    assert failover_verdict(stopped, "eth1", BOUND, STALL)["status"] == "passed"
+    # Without the probe's own stop (ping ended by itself), such a run is traffic that never came back.
+    stopped["settled"] = False
+    assert failover_verdict(stopped, "eth1", BOUND, STALL)["message"].startswith("eth1 cut: traffic did not resume after")
+
+
+def test_traffic_that_never_came_back_after_the_cut_fails_even_when_the_probe_stopped_itself():
+    never = probe()
+    never["settled"] = True
+    never["outages"] = [dict(never["outages"][0], resumed=False, end=never["end_time"],
+                             gap_ms=round((never["end_time"] - never["outages"][0]["start"]) * 1000, 3))]
+    verdict = failover_verdict(never, "eth1", BOUND, STALL)
+    assert verdict["status"] == "failed" and "traffic did not resume after" in verdict["message"]
