@@ -25,16 +25,19 @@ BOUND = 300.0
 STALL = 100.0
 
 
-def probe(gap_ms=None, detect_ms=None, poll_gap_ms=None, **failover):
+def changed_probe(event, gap_ms=None, poll_gap_ms=None, **fields):
+    """The real probe result with the failover's or failback's figures (``event``) changed."""
     result = copy.deepcopy(REAL)
     if gap_ms is not None:
-        result["failover"]["gap_ms"] = gap_ms
-    if detect_ms is not None:
-        result["failover"]["detect_ms"] = detect_ms
+        result[event]["gap_ms"] = gap_ms
     if poll_gap_ms is not None:
         result["poll"]["max_gap_ms"] = poll_gap_ms
-    result["failover"].update(failover)
+    result[event].update(fields)
     return result
+
+
+def probe(**changes):
+    return changed_probe("failover", **changes)
 
 
 def test_a_real_failover_within_the_bound_passes():
@@ -119,14 +122,8 @@ def test_one_try_keeps_its_own_message():
     assert failover_outcome([failover_verdict(REAL, "eth1", BOUND, STALL)])["message"].startswith("eth1 cut: active")
 
 
-def failback_probe(gap_ms=None, poll_gap_ms=None, **failback):
-    result = copy.deepcopy(REAL)
-    if gap_ms is not None:
-        result["failback"]["gap_ms"] = gap_ms
-    if poll_gap_ms is not None:
-        result["poll"]["max_gap_ms"] = poll_gap_ms
-    result["failback"].update(failback)
-    return result
+def failback_probe(**changes):
+    return changed_probe("failback", **changes)
 
 
 def test_a_real_failback_within_the_bound_passes():
@@ -150,8 +147,7 @@ def test_a_failback_gap_made_of_a_stall_is_inconclusive():
     ({"to": "eth2"}, "the active member went eth2 -> eth2, expected the primary eth1"),
 ])
 def test_a_failback_over_the_bound_or_to_the_wrong_member_fails(change, reason):
-    change = dict(change)
-    probe_result = failback_probe(change.pop("gap_ms", None), change.pop("poll_gap_ms", None), **change)
+    probe_result = failback_probe(**change)
     verdict = failback_verdict(probe_result, "eth1", "eth1", BOUND, STALL)
     assert verdict["status"] == "failed" and reason in verdict["message"], verdict
 
