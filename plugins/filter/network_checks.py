@@ -4,21 +4,17 @@
 
 from __future__ import annotations
 
-import json
-
 from ansible.errors import AnsibleFilterError
-from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import bond_state
+from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import IpJsonError, bond_state, ip_json
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import network_checks as _checks
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import peer_targets
 
 
 def _json(value, field):
-    if isinstance(value, str):
-        try:
-            return json.loads(value) if value.strip() else []
-        except ValueError as exc:
-            raise AnsibleFilterError(f"network_checks: state.{field} is not the JSON of ip -j: {exc}")
-    return value
+    try:
+        return ip_json(value, f"state.{field}")
+    except IpJsonError as exc:
+        raise AnsibleFilterError(f"network_checks: {exc}") from exc
 
 
 def network_checks(model, state, targets=None):

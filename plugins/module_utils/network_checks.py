@@ -11,6 +11,7 @@ plus the bond and MTU, and every one of them asserts instead of only logging.
 from __future__ import annotations
 
 import ipaddress
+import json
 
 
 def _check(name, phase, description, problems, ok_message):
@@ -21,6 +22,38 @@ def _check(name, phase, description, problems, ok_message):
         "passed": not problems,
         "message": "; ".join(problems) if problems else ok_message,
     }
+
+
+class IpJsonError(ValueError):
+    """Text that should be the JSON of ``ip -j`` and is not."""
+
+
+def ip_json(value, what):
+    """``ip -j`` output as parsed JSON: a list passes as it is, empty text is no entries.
+
+    Raises IpJsonError naming ``what`` (the field or section it came from) and how the text starts.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value) if value.strip() else []
+    except ValueError as exc:
+        raise IpJsonError(f"{what} is not the JSON of ip -j: {exc}: {value.strip()[:200]!r}") from exc
+
+
+def link_local_addresses(addrs):
+    """{ifname: (usable, duplicate)}: each interface's IPv6 link-local addresses from ``ip -j addr``.
+
+    An address that failed duplicate address detection (another host has it: a cloned VM's
+    MAC) is never used, so it is apart from the usable ones.
+    """
+    found = {}
+    for entry in addrs or []:
+        for info in entry.get("addr_info") or []:
+            if info.get("family") == "inet6" and "local" in info and ipaddress.ip_address(info["local"]).is_link_local:
+                usable, duplicate = found.setdefault(entry["ifname"], ([], []))
+                (duplicate if info.get("dadfailed") else usable).append(info["local"])
+    return found
 
 
 def index_links(links):
@@ -166,12 +199,7 @@ def check_isolation(model, addrs):
 def check_link_local(model, addrs):
     """The cluster interface keeps an IPv6 link-local address: EXO discovers peers by multicast there."""
     name = model["cluster_interface"]
-    local = [info for entry in addrs or [] if entry["ifname"] == name for info in entry.get("addr_info", [])
-             if info.get("family") == "inet6" and ipaddress.ip_address(info["local"]).is_link_local]
-    # An address that failed duplicate address detection (another host has it: a cloned
-    # VM's MAC) is never used, so it does not count.
-    usable = [info["local"] for info in local if not info.get("dadfailed")]
-    duplicate = [info["local"] for info in local if info.get("dadfailed")]
+    usable, duplicate = link_local_addresses(addrs).get(name, ([], []))
     if usable:
         problems = []
     elif duplicate:

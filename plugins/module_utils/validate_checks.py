@@ -16,11 +16,15 @@ Checks are dicts: name, category, description, passed, message, figures, skip_re
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 
-from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import network_checks
+from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import (
+    IpJsonError,
+    ip_json,
+    link_local_addresses,
+    network_checks,
+)
 from ansible_collections.aicluster.lab.plugins.module_utils.ping import split_ping_runs
 
 _SECTION = re.compile(r"^### (.+)$", re.MULTILINE)
@@ -42,21 +46,10 @@ def split_sections(text):
 
 
 def _json_section(sections, name):
-    body = sections.get(name, "").strip()
     try:
-        return json.loads(body) if body else []
-    except ValueError as exc:
-        raise ValidateInputError(f"section {name} is not the JSON of ip -j: {exc}: {body[:200]!r}") from exc
-
-
-def link_local_addresses(addrs):
-    """{ifname: its first IPv6 link-local address} from ``ip -j addr show``."""
-    found = {}
-    for entry in addrs or []:
-        for info in entry.get("addr_info") or []:
-            if info.get("family") == "inet6" and info.get("scope") == "link" and "local" in info:
-                found.setdefault(entry["ifname"], info["local"])
-    return found
+        return ip_json(sections.get(name, ""), f"section {name}")
+    except IpJsonError as exc:
+        raise ValidateInputError(str(exc)) from exc
 
 
 def host_state(text):
@@ -75,7 +68,9 @@ def host_state(text):
     }
     for name in ("links", "addrs", "routes"):
         state[name] = _json_section(sections, name)
-    state["link_local"] = link_local_addresses(state["addrs"])
+    # The address a peer's L2 ping asks for: the first usable one (not a DAD failure).
+    state["link_local"] = {name: usable[0] for name, (usable, _duplicate) in link_local_addresses(state["addrs"]).items()
+                           if usable}
     return state
 
 

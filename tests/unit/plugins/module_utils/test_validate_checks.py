@@ -16,6 +16,7 @@ bonding-vlans, node2 as its peer), each the stdout of the role's raw task:
 
 from __future__ import annotations
 
+import json
 import pathlib
 import subprocess
 
@@ -169,3 +170,13 @@ def test_the_filters_are_registered_and_name_bad_input():
         validate_probe(hostvars, "node3", ["node1", "node2"], ["eth1"], [], 5, LAYERS)
     probe = validate_probe(hostvars, "node1", ["node1", "node2"], ["eth1"], [], 5, ["L1"])
     assert probe["l2"] == [] and probe["net"] == []
+
+
+def test_a_link_local_address_that_failed_dad_is_not_a_ping_target():
+    state = vc.host_state(STATE_TEXT)
+    addrs = [dict(entry, addr_info=[dict(info, dadfailed=True) if info.get("local", "").startswith("fe80") else info
+                                    for info in entry.get("addr_info", [])])
+             if entry["ifname"] == "bond0.200" else entry for entry in state["addrs"]]
+    text = STATE_TEXT.replace(json.dumps(state["addrs"], separators=(",", ":")), json.dumps(addrs, separators=(",", ":")))
+    assert text != STATE_TEXT
+    assert "bond0.200" not in vc.host_state(text)["link_local"]
