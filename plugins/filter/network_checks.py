@@ -7,7 +7,6 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import IpJsonError, bond_state, ip_json
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import network_checks as _checks
-from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import peer_targets
 
 
 def _json(value, field):
@@ -25,13 +24,6 @@ def network_checks(model, state, targets=None):
     return _checks(model, parsed, targets)
 
 
-def network_peer_targets(models, host):
-    """Every peer's address on each of the host's networks (the mesh ping's targets)."""
-    if host not in models:
-        raise AnsibleFilterError(f"network_peer_targets: host {host!r} has no model")
-    return peer_targets(models, host)
-
-
 def network_bond_state(links, name):
     """A bond's mode, active and primary member, timers and members from ip -d -j link."""
     return bond_state(_json(links, "links"), name)
@@ -39,5 +31,4 @@ def network_bond_state(links, name):
 
 class FilterModule:
     def filters(self):
-        return {"network_checks": network_checks, "network_peer_targets": network_peer_targets,
-                "network_bond_state": network_bond_state}
+        return {"network_checks": network_checks, "network_bond_state": network_bond_state}

@@ -17,14 +17,17 @@ def validate_host_state(text):
         raise AnsibleFilterError(f"validate_host_state: {exc}") from exc
 
 
-def validate_probe(hostvars, host, play_hosts, l2_interfaces, net_targets, count, layers):
-    """The host's L2 and network ping targets and the sh that pings them all at once."""
+def validate_probe(hostvars, host, play_hosts, plan_hosts, l2_interfaces, net_targets, count, layers):
+    """The host's L2 and network ping targets and the sh that pings them all at once.
+
+    Each peer's link-local addresses come from its state read (``validate_state`` in
+    ``hostvars``), its cluster interface from the plan.
+    """
     peers = {}
     for name in play_hosts:
-        peer = hostvars[name]
-        model = peer.get("network_model") or {}
-        peers[name] = {"link_local": (peer.get("validate_state") or {}).get("link_local") or {},
-                       "cluster_interface": model.get("cluster_interface")}
+        cluster = ((plan_hosts or {}).get(name) or {}).get("cluster") or {}
+        peers[name] = {"link_local": (hostvars[name].get("validate_state") or {}).get("link_local") or {},
+                       "cluster_interface": cluster.get("interface")}
     if host not in peers:
         raise AnsibleFilterError(f"validate_probe: host {host!r} is not among the play's hosts {sorted(peers)}")
     l2 = vc.l2_targets(host, l2_interfaces, peers) if "L2" in layers else []

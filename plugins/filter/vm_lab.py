@@ -51,7 +51,12 @@ def _positive_int(host, field, value):
     return number
 
 
-def lab_node_specs(hosts, hostvars, lab):
+def _model(plan_hosts, host):
+    """The host's network model in the run's plan, or None."""
+    return ((plan_hosts or {}).get(host) or {}).get("network")
+
+
+def lab_node_specs(hosts, hostvars, lab, plan_hosts=None):
     """Turn the inventory's lab nodes into the specs the vm_lab role provisions.
 
     ``lab`` carries the role's settings: name, mgmt_network, mgmt_address,
@@ -73,6 +78,7 @@ def lab_node_specs(hosts, hostvars, lab):
     used_macs = {}  # MAC -> which node's NIC: no MAC twice in the lab, whichever way it was set
     for host in hosts:
         hv = hostvars[host]
+        model = _model(plan_hosts, host)
         if not _HOSTNAME.match(host):
             raise AnsibleFilterError(f"host {host}: inventory_hostname: {host!r} is not a valid host name (a-z, 0-9, '-')")
         address = hv.get("ansible_host")
@@ -90,15 +96,15 @@ def lab_node_specs(hosts, hostvars, lab):
 
         if "vm_lab_node_nics" in hv:
             node_nics = hv["vm_lab_node_nics"]
-            if hv.get("network_model"):
+            if model:
                 # Every NIC the model configures must exist on the domain.
-                needed = len(lab_profile_nics(hv["network_model"], lab))
+                needed = len(lab_profile_nics(model, lab))
                 if not isinstance(node_nics, list) or len(node_nics) < needed:
                     raise AnsibleFilterError(
                         f"host {host}: vm_lab_node_nics: {node_nics!r} gives {len(node_nics) if isinstance(node_nics, list) else 0} "
-                        f"NIC(s) after eth0, but its network profile {hv['network_model']['profile']} uses eth1..eth{needed}")
-        elif hv.get("network_model"):
-            node_nics = lab_profile_nics(hv["network_model"], lab)
+                        f"NIC(s) after eth0, but its network profile {model['profile']} uses eth1..eth{needed}")
+        elif model:
+            node_nics = lab_profile_nics(model, lab)
         else:
             node_nics = lab["node_nics"]
         nics = [_nic(host, entry) for entry in _nic_list(host, node_nics)]
@@ -226,7 +232,7 @@ def lab_profile_nics(model, lab):
     return nics
 
 
-def lab_profile_networks(specs, hostvars, lab):
+def lab_profile_networks(specs, plan_hosts, lab):
     """The lab networks that serve DHCP for the profile: name, bridge, address and leases.
 
     Each node's lease is the address its model expects, handed to the MAC of the NIC
@@ -236,7 +242,7 @@ def lab_profile_networks(specs, hostvars, lab):
     mgmt = ipaddress.ip_interface(str(lab["mgmt_address"])).network
     networks = {}
     for spec in specs:
-        model = hostvars[spec["host"]].get("network_model")
+        model = _model(plan_hosts, spec["host"])
         if not model:
             continue
         for net in model["networks"].values():
@@ -266,7 +272,7 @@ def lab_profile_networks(specs, hostvars, lab):
     return result
 
 
-def lab_network_mtus(specs, hostvars):
+def lab_network_mtus(specs, plan_hosts):
     """{lab network: MTU} for each lab network that must carry frames above 1500 bytes.
 
     A bridge (and every tap on it) takes the largest MTU of the links plugged into it:
@@ -276,7 +282,7 @@ def lab_network_mtus(specs, hostvars):
     """
     mtus = {}
     for spec in specs:
-        model = hostvars[spec["host"]].get("network_model")
+        model = _model(plan_hosts, spec["host"])
         if not model:
             continue
         for link in model["links"]:

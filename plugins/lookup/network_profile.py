@@ -1,6 +1,6 @@
 # Copyright: aicluster.lab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Lookup network_profile: load a network profile by name or path, for network_models."""
+"""Lookup network_profile: load a network profile by name or path, for the plan filter."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ version_added: 0.2.0
 short_description: Load a network profile by name or from a file
 description:
   - Loads one network profile (see docs/network.md in the collection) and returns its
-    name and its data, for the C(aicluster.lab.network_models) filter.
+    name and its data, for the C(aicluster.lab.plan) filter.
   - A term with no C(/) and no C(.yml)/C(.yaml) ending is a profile name - the file
     C(<name>.yml) is looked for in O(dirs), in order, and then among the profiles the
     collection ships (C(profiles/) at the collection's root) - simple, vlans,
@@ -38,7 +38,7 @@ notes:
   - Fails, naming the term, the known profiles and the directories searched, when the
     profile cannot be found; and when the file is not YAML or does not hold a mapping.
 seealso:
-  - plugin: aicluster.lab.network_models
+  - plugin: aicluster.lab.plan
     plugin_type: filter
 """
 

@@ -1,6 +1,6 @@
 # Copyright: aicluster.lab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The network_checks and network_peer_targets filters: the validate role's way in.
+"""The network_checks and network_bond_state filters: the validate role's way in.
 
 The role passes each ``ip -j`` output as one line of the command's stdout (a JSON
 string); the filter parses it, names the field when it cannot, and refuses input that
@@ -21,8 +21,8 @@ from ansible_collections.aicluster.lab.plugins.filter.network_checks import (
     FilterModule,
     network_checks,
     network_bond_state,
-    network_peer_targets,
 )
+from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import peer_targets
 from ansible_collections.aicluster.lab.plugins.module_utils.network_model import build_models
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
@@ -49,19 +49,18 @@ def summary(checks):
 
 
 def test_filters_are_registered():
-    assert FilterModule().filters() == {"network_checks": network_checks, "network_peer_targets": network_peer_targets,
-                                        "network_bond_state": network_bond_state}
+    assert FilterModule().filters() == {"network_checks": network_checks, "network_bond_state": network_bond_state}
 
 
 def test_json_strings_from_stdout_lines_pass():
-    targets = network_peer_targets(MODELS, "node1")
+    targets = peer_targets(MODELS, "node1")
     checks = network_checks(MODEL, stdout_state(), targets)
     assert len(checks) == 10
     assert all(check["passed"] for check in checks), [check["message"] for check in checks if not check["passed"]]
 
 
 def test_json_strings_and_lists_give_the_same_checks():
-    targets = network_peer_targets(MODELS, "node1")
+    targets = peer_targets(MODELS, "node1")
     assert network_checks(MODEL, stdout_state(), targets) == network_checks(MODEL, parsed_state(), targets)
 
 
@@ -83,7 +82,7 @@ def test_empty_output_is_an_empty_table():
     # No neighbour yet: nothing learned, which the neighbour check reports.
     state = stdout_state()
     state["neigh"] = "  "
-    targets = network_peer_targets(MODELS, "node1")
+    targets = peer_targets(MODELS, "node1")
     neighbours = network_checks(MODEL, state, targets)[-1]
     assert (neighbours["name"], neighbours["passed"]) == ("net_neighbours", False)
 
@@ -117,15 +116,10 @@ def test_input_that_is_not_a_model(not_a_model):
 
 
 def test_peer_targets():
-    assert network_peer_targets(MODELS, "node2") == [
+    assert peer_targets(MODELS, "node2") == [
         {"network": "cluster", "peer": "node1", "address": "192.168.200.11", "interface": "bond0.200", "vlan": 200, "peer_vlan": 200, "mtu": 1500},
         {"network": "storage", "peer": "node1", "address": "192.168.100.11", "interface": "bond0.100", "vlan": 100, "peer_vlan": 100, "mtu": 1500},
     ]
-
-
-def test_peer_targets_of_an_unknown_host():
-    with pytest.raises(AnsibleFilterError, match=re.escape("network_peer_targets: host 'node3' has no model")):
-        network_peer_targets(MODELS, "node3")
 
 
 def test_bond_state_of_the_real_bond():

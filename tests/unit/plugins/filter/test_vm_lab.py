@@ -124,11 +124,15 @@ def profile_models(name, hosts=("node1", "node2")):
 LAB_WITH_TRUNK = dict(LAB, trunk_network="aiclab-trunk")
 
 
+def lab_inputs(models):
+    """The nodes' inventory variables and the run's plan holding their models."""
+    hostvars = {host: {"ansible_host": f"192.168.150.1{i}"} for i, host in enumerate(models, start=1)}
+    return hostvars, {host: {"network": model} for host, model in models.items()}
+
+
 def specs_for(name):
-    models = profile_models(name)
-    hostvars = {host: {"ansible_host": f"192.168.150.1{i}", "network_model": model}
-                for i, (host, model) in enumerate(models.items(), start=1)}
-    return lab_node_specs(list(hostvars), hostvars, LAB_WITH_TRUNK), hostvars
+    hostvars, plan = lab_inputs(profile_models(name))
+    return lab_node_specs(list(hostvars), hostvars, LAB_WITH_TRUNK, plan), plan
 
 
 @pytest.mark.parametrize("profile, networks", [
@@ -152,17 +156,17 @@ def test_fixed_macs_of_the_profile_are_kept_and_others_derived():
 
 def test_an_explicit_nic_list_beats_the_profile():
     models = profile_models("simple", ["node1"])
-    hostvars = {"node1": {"ansible_host": "192.168.150.11", "network_model": models["node1"],
+    hostvars = {"node1": {"ansible_host": "192.168.150.11",
                           "vm_lab_node_nics": ["x", {"network": "y", "mac": "52:54:00:00:00:01"}]}}
-    nics = lab_node_specs(["node1"], hostvars, LAB_WITH_TRUNK)[0]["nics"]
+    nics = lab_node_specs(["node1"], hostvars, LAB_WITH_TRUNK, {"node1": {"network": models["node1"]}})[0]["nics"]
     assert [(n["network"], n["mac"]) for n in nics[1:]] == [("x", lab_mac("aiclab/node1/1")), ("y", "52:54:00:00:00:01")]
 
 
 def test_the_dhcp_profile_gets_a_lab_network_with_a_lease_per_node():
     from ansible_collections.aicluster.lab.plugins.filter.vm_lab import lab_profile_networks
 
-    node_specs, hostvars = specs_for("dhcp-simple")
-    (network,) = lab_profile_networks(node_specs, hostvars, LAB_WITH_TRUNK)
+    node_specs, plan = specs_for("dhcp-simple")
+    (network,) = lab_profile_networks(node_specs, plan, LAB_WITH_TRUNK)
     assert network["name"] == network["bridge"] == "aiclab-cluster"
     assert network["address"] == "192.168.220.1/24"
     assert network["dhcp_hosts"] == [
@@ -170,8 +174,8 @@ def test_the_dhcp_profile_gets_a_lab_network_with_a_lease_per_node():
         {"mac": "52:54:00:dc:00:12", "ip": "192.168.220.12", "name": "node2"},
     ]
     assert network["dhcp_range"] == {"start": "192.168.220.239", "end": "192.168.220.254"}
-    static_specs, static_hostvars = specs_for("bonding-vlans")
-    assert lab_profile_networks(static_specs, static_hostvars, LAB_WITH_TRUNK) == []
+    static_specs, static_plan = specs_for("bonding-vlans")
+    assert lab_profile_networks(static_specs, static_plan, LAB_WITH_TRUNK) == []
 
 
 def test_lab_errors_name_the_profile_host_field_and_value():
@@ -186,9 +190,9 @@ def test_lab_errors_name_the_profile_host_field_and_value():
         lab_profile_nics(profile_models("dhcp-simple", ["node1"])["node1"], dict(LAB_WITH_TRUNK, name="toolonglab"))
     assert str(caught.value) == ("vm_lab_name: 'toolonglab' is too long for the bridge of network 'cluster': "
                                  "'toolonglab-cluster' has more than 15 characters")
-    node_specs, hostvars = specs_for("simple")
+    node_specs, plan = specs_for("simple")
     with pytest.raises(AnsibleFilterError) as caught:
-        lab_profile_networks(node_specs, hostvars, dict(LAB_WITH_TRUNK, mgmt_address="192.168.1.1/24"))
+        lab_profile_networks(node_specs, plan, dict(LAB_WITH_TRUNK, mgmt_address="192.168.1.1/24"))
     assert str(caught.value) == ("network profile simple, host node1: networks.cluster.subnet: 192.168.1.0/24 overlaps "
                                  "the lab's management network 192.168.1.0/24 (vm_lab_mgmt_address)")
 
@@ -210,9 +214,9 @@ def test_lab_macs_are_valid_and_unique_across_nodes(node_nics, message):
 
 def test_an_explicit_nic_list_must_carry_every_nic_the_profile_uses():
     models = profile_models("bonding-vlans", ["node1"])
-    hostvars = {"node1": {"ansible_host": "192.168.150.11", "network_model": models["node1"], "vm_lab_node_nics": ["x"]}}
+    hostvars = {"node1": {"ansible_host": "192.168.150.11", "vm_lab_node_nics": ["x"]}}
     with pytest.raises(AnsibleFilterError) as caught:
-        lab_node_specs(["node1"], hostvars, LAB_WITH_TRUNK)
+        lab_node_specs(["node1"], hostvars, LAB_WITH_TRUNK, {"node1": {"network": models["node1"]}})
     assert str(caught.value) == ("host node1: vm_lab_node_nics: ['x'] gives 1 NIC(s) after eth0, but its network profile "
                                  "bonding-vlans uses eth1..eth2")
 
@@ -233,12 +237,10 @@ def test_lab_networks_take_the_largest_mtu_of_their_links():
     jumbo = yaml.safe_load((profiles / "bonding-vlans.yml").read_text())
     jumbo["bond"]["mtu"] = 9000
     jumbo["networks"]["storage"]["mtu"] = 9000
-    hostvars = {host: {"ansible_host": f"192.168.150.1{i}", "network_model": model}
-                for i, (host, model) in enumerate(build_models(jumbo, ["node1", "node2"], {}, "jumbo").items(), 1)}
-    assert lab_network_mtus(lab_node_specs(list(hostvars), hostvars, LAB_WITH_TRUNK), hostvars) == {"aiclab-trunk": 9000}
+    hostvars, plan = lab_inputs(build_models(jumbo, ["node1", "node2"], {}, "jumbo"))
+    assert lab_network_mtus(lab_node_specs(list(hostvars), hostvars, LAB_WITH_TRUNK, plan), plan) == {"aiclab-trunk": 9000}
     # A DHCP-served link with a jumbo MTU: its own lab network gets it.
     dhcp = yaml.safe_load((profiles / "dhcp-simple.yml").read_text())
     next(link for link in dhcp["links"] if link["name"] == "eth1")["mtu"] = 4000
-    hostvars = {host: {"ansible_host": f"192.168.150.1{i}", "network_model": model}
-                for i, (host, model) in enumerate(build_models(dhcp, ["node1", "node2"], {}, "dhcp").items(), 1)}
-    assert lab_network_mtus(lab_node_specs(list(hostvars), hostvars, LAB_WITH_TRUNK), hostvars) == {"aiclab-cluster": 4000}
+    hostvars, plan = lab_inputs(build_models(dhcp, ["node1", "node2"], {}, "dhcp"))
+    assert lab_network_mtus(lab_node_specs(list(hostvars), hostvars, LAB_WITH_TRUNK, plan), plan) == {"aiclab-cluster": 4000}

@@ -167,8 +167,8 @@ def test_the_filters_are_registered_and_name_bad_input():
         validate_host_state("nothing")
     hostvars = {"node1": {"validate_state": {"link_local": {}}}, "node2": {}}
     with pytest.raises(Exception, match="validate_probe: host 'node3' is not among the play's hosts"):
-        validate_probe(hostvars, "node3", ["node1", "node2"], ["eth1"], [], 5, LAYERS)
-    probe = validate_probe(hostvars, "node1", ["node1", "node2"], ["eth1"], [], 5, ["L1"])
+        validate_probe(hostvars, "node3", ["node1", "node2"], {}, ["eth1"], [], 5, LAYERS)
+    probe = validate_probe(hostvars, "node1", ["node1", "node2"], {}, ["eth1"], [], 5, ["L1"])
     assert probe["l2"] == [] and probe["net"] == []
 
 
