@@ -1,92 +1,29 @@
 # Copyright: aicluster.lab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filter iperf3_figures: the numbers of an iperf3 client run (iperf3 -J), for the suite report."""
+"""Filters iperf3_figures (the numbers of an iperf3 -J client run) and iperf3_run (its
+figures or its error, from a registered result), for the suite report."""
 
 from __future__ import annotations
 
-import json
-
 from ansible.errors import AnsibleFilterError
-
-NAME = "iperf3_figures"
-
-
-def _fail(msg):
-    raise AnsibleFilterError(f"{NAME}: {msg}")
-
-
-def _parse(data):
-    # A registered command result: take its stdout.
-    if isinstance(data, dict) and "stdout" in data and "start" not in data and "end" not in data:
-        data = data["stdout"]
-    if isinstance(data, (bytes, bytearray)):
-        data = data.decode("utf-8", "replace")
-    if isinstance(data, str):
-        if not data.strip():
-            _fail("the input is empty, not the JSON output of iperf3 -J")
-        try:
-            data = json.loads(data)
-        except ValueError as exc:
-            _fail(f"the input is not the JSON output of iperf3 -J ({exc}); it starts with {data.strip()[:80]!r}")
-    if not isinstance(data, dict):
-        _fail(f"the input must be iperf3 -J output as a string or a dict, got {type(data).__name__}")
-    return data
-
-
-def _mbps(section):
-    bps = section.get("bits_per_second")
-    return None if bps is None else round(float(bps) / 1e6, 3)
-
-
-def _round(value, digits=3):
-    return None if value is None else round(float(value), digits)
+from ansible_collections.aicluster.lab.plugins.module_utils import iperf3
 
 
 def iperf3_figures(data):
     """Throughput and the test's settings from ``iperf3 -J`` output; iperf3's error raises."""
-    result = _parse(data)
-    if result.get("error"):
-        _fail(f"iperf3 reported an error: {result['error']}")
-    start = result.get("start") or {}
-    end = result.get("end") or {}
-    sent = end.get("sum_sent")
-    received = end.get("sum_received")
-    if not isinstance(sent, dict) or not isinstance(received, dict):
-        # Older iperf3 UDP runs only have end.sum.
-        if isinstance(end.get("sum"), dict):
-            sent = received = end["sum"]
-        else:
-            _fail("the input has no end.sum_sent/end.sum_received: not the output of a finished iperf3 -J client run")
-    test = start.get("test_start") or {}
-    connected = start.get("connected") or [{}]
-    protocol = test.get("protocol") or "TCP"
-    figures = {
-        "protocol": protocol,
-        "streams": test.get("num_streams"),
-        "reverse": bool(test.get("reverse", 0)),
-        "local": connected[0].get("local_host"),
-        "remote": connected[0].get("remote_host") or (start.get("connecting_to") or {}).get("host"),
-        "duration_s": _round(sent.get("seconds")),
-        "sent_mbps": _mbps(sent),
-        "received_mbps": _mbps(received),
-        "sent_bytes": sent.get("bytes"),
-        "received_bytes": received.get("bytes"),
-    }
-    if protocol == "UDP":
-        figures.update({
-            "packets": sent.get("packets"),
-            "lost_packets": received.get("lost_packets"),
-            "lost_pct": _round(received.get("lost_percent")),
-            "jitter_ms": _round(received.get("jitter_ms")),
-        })
-    else:
-        figures["retransmits"] = sent.get("retransmits")
-    cpu = end.get("cpu_utilization_percent") or {}
-    figures["cpu_local_pct"] = _round(cpu.get("host_total"), 1)
-    figures["cpu_remote_pct"] = _round(cpu.get("remote_total"), 1)
-    return figures
+    try:
+        return iperf3.iperf3_figures(data)
+    except iperf3.Iperf3Error as exc:
+        raise AnsibleFilterError(f"iperf3_figures: {exc}") from None
+
+
+def iperf3_run(result):
+    """{error, figures} of a registered iperf3 -J run (raw or command): never raises on iperf3's failure."""
+    if not isinstance(result, dict) or "stdout" not in result:
+        raise AnsibleFilterError(f"iperf3_run: the input must be a registered result with stdout, got {type(result).__name__}")
+    return iperf3.iperf3_run(result.get("stdout"), result.get("stderr") or "", result.get("rc", 0))
 
 
 class FilterModule:
     def filters(self):
-        return {NAME: iperf3_figures}
+        return {"iperf3_figures": iperf3_figures, "iperf3_run": iperf3_run}

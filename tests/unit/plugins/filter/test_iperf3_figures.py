@@ -15,7 +15,7 @@ import pathlib
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.aicluster.lab.plugins.filter.iperf3 import FilterModule, iperf3_figures
+from ansible_collections.aicluster.lab.plugins.filter.iperf3 import FilterModule, iperf3_figures, iperf3_run
 
 FIXTURES = pathlib.Path(__file__).parents[2] / "fixtures" / "iperf3"
 
@@ -100,4 +100,17 @@ def test_udp_of_old_iperf3_with_only_end_sum():
 
 
 def test_registered_under_its_name():
-    assert FilterModule().filters() == {"iperf3_figures": iperf3_figures}
+    assert FilterModule().filters() == {"iperf3_figures": iperf3_figures, "iperf3_run": iperf3_run}
+
+
+def test_a_run_gives_its_figures_or_its_error():
+    assert iperf3_run({"stdout": text("tcp.json"), "stderr": "", "rc": 0}) == {"error": "", "figures": iperf3_figures(text("tcp.json"))}
+    # iperf3 -J exits 0 when it could not connect: the JSON's error is the run's.
+    assert iperf3_run({"stdout": text("error-refused.json"), "rc": 0}) == {
+        "error": "unable to connect to server: Connection refused", "figures": {}}
+    # No JSON at all: stderr, else stdout, else the exit code says why.
+    assert iperf3_run({"stdout": "", "stderr": "sh: 1: iperf3: not found\n", "rc": 127}) == {
+        "error": "iperf3 gave no JSON: sh: 1: iperf3: not found", "figures": {}}
+    assert iperf3_run({"stdout": "", "stderr": "", "rc": 1}) == {"error": "iperf3 gave no JSON: rc 1", "figures": {}}
+    with pytest.raises(AnsibleFilterError, match="iperf3_run: the input must be a registered result with stdout, got str"):
+        iperf3_run("{}")
