@@ -17,7 +17,7 @@ import uuid
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.aicluster.lab.plugins.module_utils.network_model import unicast_mac
+from ansible_collections.aicluster.lab.plugins.module_utils.mac import unicast_mac
 
 # uuid5 namespace for lab domains; any fixed value works, this one is ours.
 _LAB_NAMESPACE = uuid.UUID("6f1d3c52-4e0b-5a55-9a8e-2b1f5c0a7d31")

@@ -40,6 +40,8 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.aicluster.lab.plugins.module_utils.ping import parse_ping_summary
+
 SYS_CLASS_NET = '/sys/class/net'
 PING = ['ping']
 POLL_PERIOD_S = 0.002
@@ -61,8 +63,6 @@ _REPLY = re.compile(r'^\[(\d+\.\d+)\] \d+ bytes from .*?: icmp_seq=(\d+) ')
 _NO_ANSWER = re.compile(r'^\[(\d+\.\d+)\] no answer yet for icmp_seq=(\d+)')
 _ERROR = re.compile(r'^\[(\d+\.\d+)\] From .*? icmp_seq=(\d+) ')
 _STAMP = re.compile(r'^\[(\d+\.\d+)\] ')
-_SUMMARY = re.compile(r'(\d+) packets transmitted, (\d+) (?:packets )?received'
-                      r'(?:, \+(\d+) duplicates)?(?:, \+(\d+) errors)?')
 
 
 class ProbeError(Exception):
@@ -291,15 +291,15 @@ def parse_ping(text):
             else:
                 into.setdefault(seq, when)
             break
-    summary = _SUMMARY.search(text or '')
+    summary = parse_ping_summary(text)
     return {
         'replies': replies,
         'duplicates': duplicates,
         'unanswered': unanswered,
         'errors': errors,
-        'sent': int(summary.group(1)) if summary else None,
-        'received': int(summary.group(2)) if summary else None,
-        'summary_errors': int(summary.group(4) or 0) if summary else None,
+        'sent': summary.get('sent'),
+        'received': summary.get('received'),
+        'summary_errors': summary.get('errors', 0) if summary else None,
         'first_time': first_time,
         'last_time': last_time,
     }

@@ -18,6 +18,8 @@ import ipaddress
 import re
 import xml.etree.ElementTree as ET
 
+from ansible_collections.aicluster.lab.plugins.module_utils.mac import unicast_mac
+
 LAB_NS = 'https://aicluster.lab/xmlns/lab/1'
 LAB_PREFIX = 'lab'
 
@@ -29,7 +31,6 @@ DOMAIN_TYPES = ('auto', 'qemu', 'kvm')
 CPU_MODES = ('host-passthrough', 'host-model')
 FILE_ROLES = ('overlay', 'seed', 'save')
 
-_MAC_RE = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
 _PCI_RE = re.compile(r'^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$')
 _UUID_RE = re.compile(r'^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$')
 _MODEL_RE = re.compile(r'^[A-Za-z0-9_.-]+$')
@@ -54,17 +55,11 @@ class SpecError(ValueError):
 
 
 def normalize_mac(value, field):
-    """Return ``value`` as a lower-case colon-separated unicast MAC."""
-    text = str(value).strip().lower().replace('-', ':')
-    if not _MAC_RE.match(text):
-        hint = ''
-        if str(value).strip().isdigit():
-            # YAML 1.1 reads an unquoted 52:54:00:12:34:56 as a base-60 integer.
-            hint = ' (quote MAC addresses in YAML, unquoted ones can be read as numbers)'
-        raise SpecError('%s: %s is not a valid MAC address%s' % (field, value, hint))
-    if int(text[:2], 16) & 1:
-        raise SpecError('%s: %s is a multicast MAC address; a NIC needs a unicast one' % (field, value))
-    return text
+    """Return ``value`` as a lower-case colon-separated unicast MAC (the collection's one rule, module_utils/mac.py)."""
+    try:
+        return unicast_mac(value)
+    except ValueError as exc:
+        raise SpecError('%s: %s' % (field, exc)) from None
 
 
 def parse_pci_address(value, field):

@@ -23,6 +23,8 @@ import ipaddress
 import re
 from collections.abc import Mapping
 
+from ansible_collections.aicluster.lab.plugins.module_utils.mac import unicast_mac
+
 BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb")
 PRIMARY_MODES = ("active-backup", "balance-tlb", "balance-alb")
 HASH_MODES = ("balance-xor", "802.3ad", "balance-tlb", "balance-alb")
@@ -46,22 +48,6 @@ K3S_KEYS = ("cluster_cidr", "service_cidr")
 
 _BAD_IFNAME_CHARS = re.compile(r"[/:\s]")
 _NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-
-
-def unicast_mac(value):
-    """``value`` as a lower-case MAC a NIC can own; raises ValueError saying what is wrong with it.
-
-    The one MAC rule of the collection: profiles (hosts.<host>.macs) and the VM lab's
-    per-node NIC lists both use it.
-    """
-    if not isinstance(value, str) or not _MAC.match(value):
-        raise ValueError(f"{_show(value)} is not a MAC address like 52:54:00:12:34:56")
-    mac = value.lower()
-    # The low bit of the first octet marks a group address, which no NIC may own.
-    if int(mac[:2], 16) & 1:
-        raise ValueError(f"{mac} is a multicast address; a NIC needs a unicast one")
-    return mac
 
 
 class NetworkModelError(ValueError):

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import re
 
-_COUNTS = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
+_COUNTS = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received(?:, \+(\d+) duplicates)?(?:, \+(\d+) errors)?")
 _LOSS = re.compile(r"([\d.]+)% packet loss")
 _RTT = re.compile(r"(?:rtt|round-trip) min/avg/max(?:/mdev)? = ([\d.]+)/([\d.]+)/([\d.]+)(?:/([\d.]+))? ms")
 
 
 def parse_ping_summary(text):
     """Return sent, received, loss_pct and, when any reply came, the RTTs in ms.
+
+    ``duplicates`` and ``errors`` (ICMP errors such as host unreachable) are there when
+    ping counted any.
 
     Returns an empty dict when the text holds no summary (ping could not start),
     so a caller can tell 'no figures' from 'all lost'.
@@ -27,6 +30,10 @@ def parse_ping_summary(text):
         "received": received,
         "loss_pct": float(loss.group(1)) if loss else (100.0 * (sent - received) / sent if sent else 0.0),
     }
+    if counts.group(3):
+        figures["duplicates"] = int(counts.group(3))
+    if counts.group(4):
+        figures["errors"] = int(counts.group(4))
     rtt = _RTT.search(text)
     if rtt:
         figures["rtt_min_ms"] = float(rtt.group(1))

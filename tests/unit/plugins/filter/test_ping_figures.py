@@ -39,3 +39,12 @@ def test_busybox_summary():
     text = "3 packets transmitted, 2 packets received, 33% packet loss\nround-trip min/avg/max = 0.1/0.2/0.3 ms\n"
     assert parse_ping_summary(text) == {"sent": 3, "received": 2, "loss_pct": 33.0,
                                         "rtt_min_ms": 0.1, "rtt_avg_ms": 0.2, "rtt_max_ms": 0.3}
+
+
+def test_duplicates_and_icmp_errors_are_counted_when_ping_counts_them():
+    from ansible_collections.aicluster.lab.plugins.module_utils.ping import parse_ping_summary
+
+    # iputils' summary line, as bond_failover_probe's ping prints it after a failover.
+    text = "--- 192.168.200.12 ping statistics ---\n1000 packets transmitted, 990 received, +2 duplicates, +3 errors, 1% packet loss, time 10003ms\n"
+    assert parse_ping_summary(text) == {"sent": 1000, "received": 990, "loss_pct": 1.0, "duplicates": 2, "errors": 3}
+    assert "errors" not in parse_ping_summary("5 packets transmitted, 5 received, 0% packet loss, time 4005ms\n")

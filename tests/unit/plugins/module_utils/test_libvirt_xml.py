@@ -38,9 +38,10 @@ def test_normalize_mac(value, expected):
 
 
 @pytest.mark.parametrize('value, message', [
-    ('52:54:00:ab:cd', 'nics[0].mac: 52:54:00:ab:cd is not a valid MAC address'),
-    ('52:54:00:ab:cd:zz', 'nics[0].mac: 52:54:00:ab:cd:zz is not a valid MAC address'),
-    ('01:00:5e:00:00:01', 'nics[0].mac: 01:00:5e:00:00:01 is a multicast MAC address'),
+    ('52:54:00:ab:cd', "nics[0].mac: '52:54:00:ab:cd' is not a MAC address like 52:54:00:12:34:56"),
+    ('52:54:00:ab:cd:zz', "nics[0].mac: '52:54:00:ab:cd:zz' is not a MAC address like 52:54:00:12:34:56"),
+    ('01:00:5e:00:00:01', 'nics[0].mac: 01:00:5e:00:00:01 is a multicast address; a NIC needs a unicast one'),
+    (None, 'nics[0].mac: None is not a MAC address like 52:54:00:12:34:56'),
     # What YAML 1.1 makes of an unquoted 52:54:00:12:34:56.
     (680461683416, 'quote MAC addresses in YAML'),
 ])
@@ -122,7 +123,7 @@ NET_OK = {'name': 'lab-mgmt', 'address': '10.0.0.1/24'}
     (dict(NET_OK, dhcp_hosts=[{'mac': '52:54:00:00:00:01', 'ip': '10.0.0.1'}]),
      'dhcp_hosts[0].ip: 10.0.0.1 is the host address of the network'),
     (dict(NET_OK, dhcp_hosts=[{'mac': '52:54:00:00:00:0g', 'ip': '10.0.0.5'}]),
-     'dhcp_hosts[0].mac: 52:54:00:00:00:0g is not a valid MAC address'),
+     "dhcp_hosts[0].mac: '52:54:00:00:00:0g' is not a MAC address like"),
     (dict(NET_OK, dhcp_hosts=[{'mac': '52:54:00:00:00:01', 'ip': '10.0.0.5'},
                               {'mac': '52:54:00:00:00:01', 'ip': '10.0.0.6'}]),
      'dhcp_hosts[1].mac: 52:54:00:00:00:01 is already used by dhcp_hosts[0]'),
@@ -240,7 +241,7 @@ DOM_OK = {'name': 'lab-node1', 'memory_mib': 256, 'vcpus': 1, 'tb_cache_mib': 64
      'disk.base_image: /d/n.qcow2 is the same file as disk.path'),
     (dict(DOM_OK, cloud_init={'user_data': '#cloud-config'}), 'cloud_init: needs disk.path'),
     (dict(DOM_OK, nics=[{'network': 'a', 'mac': '52:54:00:00:00:01'}, {'network': 'b', 'mac': 'zz'}]),
-     'nics[1].mac: zz is not a valid MAC address'),
+     "nics[1].mac: 'zz' is not a MAC address like"),
     (dict(DOM_OK, nics=[{'network': 'a', 'mac': '52:54:00:00:00:01'}, {'network': 'b', 'mac': '52:54:00:00:00:01'}]),
      'nics[1].mac: 52:54:00:00:00:01 is already used by nics[0]'),
     (dict(DOM_OK, nics=[{'network': 'a', 'model': 'virtio net'}]), 'nics[0].model: virtio net is not a NIC model'),

@@ -226,8 +226,8 @@ def test_unknown_mac_lists_the_domains_macs(conn, live_links, run):
 
 
 @pytest.mark.parametrize('mac, message', [
-    ('52:54:00:23:20', 'mac: 52:54:00:23:20 is not a valid MAC address'),
-    ('01:00:5e:00:00:01', 'mac: 01:00:5e:00:00:01 is a multicast MAC address'),
+    ('52:54:00:23:20', "mac: '52:54:00:23:20' is not a MAC address like 52:54:00:12:34:56"),
+    ('01:00:5e:00:00:01', 'mac: 01:00:5e:00:00:01 is a multicast address'),
 ])
 def test_bad_mac_fails_before_connecting(run, mac, message):
     result = run({'name': 'aiclt-dom', 'mac': mac, 'state': 'down', 'uri': 'aiclt:///nowhere'})
