@@ -13,7 +13,7 @@ Layout of one change, ``<state_dir>/<change_id>/``:
   manifest.json   the owned files before the change (names, modes, owners, symlinks)
   before/<name>   their exact bytes
   plan.json       everything the rollback needs (directory, prefix, commands, deadline, ...)
-  rollback.py     ROLLBACK_SCRIPT below; its command line holds the change dir, which is
+  rollback.py     network_rollback.py's own source; its command line holds the change dir, which is
                   how confirm recognises the process behind ``pid`` before killing it
   pid             the sleeping rollback process
   rollback.log    its output
@@ -46,7 +46,6 @@ standing in for bond, macvlan for VLAN):
 from __future__ import annotations
 
 import fcntl
-import fnmatch
 import hashlib
 import json
 import os
@@ -54,16 +53,13 @@ import re
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
-import tempfile
 import time
 
-try:
-    import yaml
-except ImportError:
-    yaml = None  # netplan files are then written and reloaded, their netdevs not handled.
+from ansible_collections.aicluster.lab.plugins.module_utils import network_rollback
+from ansible_collections.aicluster.lab.plugins.module_utils.network_rollback import atomic_write, fsync_dir, read_owned
+from ansible_collections.aicluster.lab.plugins.module_utils.network_units import entry_text, plan_change
 
 DEFAULT_DIRECTORY = '/etc/systemd/network'
 DEFAULT_PREFIX = '10-aicluster-'
@@ -96,20 +92,6 @@ MARKERS = ('confirmed', 'rolled_back', 'aborted', 'abandoned')
 # Written by network_apply when the reload has returned: the change is in effect.
 EFFECTIVE = 'effective'
 
-# [Network] settings that name a netdev: the .network object holds a pointer to it.
-NETDEV_REF_KEYS = frozenset(['Bond', 'Bridge', 'VRF', 'BatmanAdvanced', 'VLAN', 'MACVLAN',
-                             'MACVTAP', 'IPVLAN', 'IPVTAP', 'VXLAN', 'Tunnel', 'MACsec', 'Xfrm'])
-# ... of which these are stacked on the link: deleting the link deletes them too.
-STACKED_REF_KEYS = frozenset(['VLAN', 'MACVLAN', 'MACVTAP', 'IPVLAN', 'IPVTAP', 'VXLAN',
-                              'Tunnel', 'MACsec', 'Xfrm'])
-# Netdev kinds networkd creates on a parent link (unless Independent=yes for tunnels, VXLAN).
-STACKED_KINDS = frozenset(['vlan', 'macvlan', 'macvtap', 'ipvlan', 'ipvtap', 'vxlan', 'ipip', 'sit',
-                           'gre', 'gretap', 'ip6gre', 'ip6gretap', 'vti', 'vti6', 'ip6tnl', 'erspan',
-                           'macsec', 'xfrm'])
-NETPLAN_VIRTUAL = ('bonds', 'bridges', 'vlans', 'tunnels', 'vrfs', 'dummy-devices',
-                   'virtual-ethernets')
-NETPLAN_PHYSICAL = ('ethernets', 'wifis', 'modems')
-
 
 class CommitError(Exception):
     """A refused or failed change; ``result`` goes into the module's failure."""
@@ -118,261 +100,6 @@ class CommitError(Exception):
         super().__init__(msg)
         self.msg = msg
         self.result = result
-
-
-# ---------------------------------------------------------------- parsing
-
-def parse_unit(text):
-    """Return (section, key, value) of a systemd unit-style file, in order."""
-    entries = []
-    section = None
-    pending = ''
-    for raw in text.splitlines():
-        line = pending + raw.strip()
-        pending = ''
-        if line.endswith('\\'):
-            pending = line[:-1] + ' '
-            continue
-        if not line or line[0] in '#;':
-            continue
-        if line.startswith('[') and line.endswith(']'):
-            section = line[1:-1].strip()
-            continue
-        if '=' in line and section is not None:
-            key, value = line.split('=', 1)
-            entries.append((section, key.strip(), value.strip()))
-    return entries
-
-
-def netdev_names(text):
-    """Names a .netdev file defines ([NetDev] Name=; the last assignment wins)."""
-    names = [v for s, k, v in parse_unit(text) if s == 'NetDev' and k == 'Name' and v]
-    return names[-1:]
-
-
-def netdev_stacked(text):
-    """Whether a .netdev file's device is stacked on a parent link (VLAN, MACVLAN, tunnel, ...)."""
-    entries = parse_unit(text)
-    kinds = [v.lower() for s, k, v in entries if s == 'NetDev' and k == 'Kind']
-    independent = [v.lower() for s, k, v in entries if k == 'Independent' and s in ('Tunnel', 'VXLAN')]
-    return bool(kinds) and kinds[-1] in STACKED_KINDS and not (
-        independent and independent[-1] in ('1', 'yes', 'true', 'on'))
-
-
-def match_names(text):
-    """[Match] Name= patterns of a .network file (an empty assignment resets the list)."""
-    names = []
-    for section, key, value in parse_unit(text):
-        if section == 'Match' and key == 'Name':
-            names = [] if not value else names + value.split()
-    return names
-
-
-def netdev_refs(text, keys=NETDEV_REF_KEYS):
-    """Netdev names a .network file points to ([Network] Bond=, VLAN=, ...)."""
-    return {v for s, k, v in parse_unit(text) if s == 'Network' and k in keys and v}
-
-
-def _netplan_doc(text):
-    if yaml is None:
-        return None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return {}
-    network = doc.get('network') if isinstance(doc, dict) else None
-    return network if isinstance(network, dict) else {}
-
-
-def netplan_model(text):
-    """Virtual devices (name -> definition), links and stacked VLANs of a netplan YAML file.
-
-    None when PyYAML is missing on the host.
-    """
-    network = _netplan_doc(text)
-    if network is None:
-        return None
-    virtual, links, stacked, members, stacked_devices = {}, set(), {}, {}, set()
-    for kind in NETPLAN_VIRTUAL + NETPLAN_PHYSICAL:
-        devices = network.get(kind)
-        if not isinstance(devices, dict):
-            continue
-        for name, conf in devices.items():
-            name = str(name)
-            conf = conf if isinstance(conf, dict) else {}
-            match = conf.get('match') if isinstance(conf.get('match'), dict) else {}
-            links.add(str(conf.get('set-name') or match.get('name') or name))
-            if kind in NETPLAN_VIRTUAL:
-                virtual[name] = json.dumps([kind, conf], sort_keys=True, default=str)
-            if kind in ('vlans', 'tunnels') and conf.get('link'):
-                stacked.setdefault(str(conf['link']), set()).add(name)
-                stacked_devices.add(name)
-            if kind in ('bonds', 'bridges', 'vrfs') and isinstance(conf.get('interfaces'), list):
-                members[name] = {str(i) for i in conf['interfaces']}
-    return {'virtual': virtual, 'links': links, 'stacked': stacked, 'members': members,
-            'stacked_devices': stacked_devices}
-
-
-def _text(entry):
-    return entry['data'].decode('utf-8', 'replace') if entry and entry.get('data') is not None else ''
-
-
-def _kind(name):
-    for suffix, kind in (('.netdev', 'netdev'), ('.network', 'network'), ('.link', 'link'),
-                         ('.yaml', 'netplan'), ('.yml', 'netplan')):
-        if name.endswith(suffix):
-            return kind
-    return 'other'
-
-
-def _describe(files):
-    """What a set of owned files defines: netdevs, .network files, netplan devices."""
-    model = {'netdevs': {}, 'stacked': set(), 'networks': {},
-             'netplan': {'virtual': {}, 'links': set(), 'stacked': {}, 'members': {}, 'stacked_devices': set()},
-             'netplan_unparsed': False}
-    for name in sorted(files):
-        text = _text(files[name])
-        kind = _kind(name)
-        if kind == 'netdev':
-            for dev in netdev_names(text):
-                model['netdevs'][dev] = name
-                if netdev_stacked(text):
-                    model['stacked'].add(dev)
-        elif kind == 'network':
-            model['networks'][name] = {
-                'match': match_names(text),
-                'refs': netdev_refs(text),
-                'stacked': netdev_refs(text, STACKED_REF_KEYS),
-            }
-        elif kind == 'netplan':
-            parsed = netplan_model(text)
-            if parsed is None:
-                model['netplan_unparsed'] = True
-                continue
-            model['netplan']['virtual'].update(parsed['virtual'])
-            model['netplan']['links'] |= parsed['links']
-            model['netplan']['members'].update(parsed['members'])
-            model['netplan']['stacked_devices'] |= parsed['stacked_devices']
-            for lower, uppers in parsed['stacked'].items():
-                model['netplan']['stacked'].setdefault(lower, set()).update(uppers)
-    return model
-
-
-def _resolve(patterns, existing):
-    """Link names for [Match] Name= patterns: plain names as they are, globs against the links."""
-    names = set()
-    for pattern in patterns:
-        if pattern.startswith('!'):
-            continue
-        if any(c in pattern for c in '*?['):
-            names.update(n for n in existing if fnmatch.fnmatchcase(n, pattern))
-        else:
-            names.add(pattern)
-    return names
-
-
-def _stacked_closure(devices, models):
-    """Devices plus everything stacked on them: deleting a link deletes its VLANs too."""
-    result = set(devices)
-    while True:
-        more = set()
-        for model in models:
-            for info in model['networks'].values():
-                if set(info['match']) & result:
-                    more |= info['stacked']
-            for lower, uppers in model['netplan']['stacked'].items():
-                if lower in result:
-                    more |= uppers
-        if more <= result:
-            return result
-        result |= more
-
-
-def plan_change(old, new, existing_links):
-    """Compare two sets of owned files ({name: {'data', 'mode', 'symlink'}}) and plan the switch.
-
-    Returns the file lists and, for networkd's sake:
-      delete   devices to delete before the reload (changed/removed netdevs that exist);
-      refresh  unchanged files of ``new`` to write again so the reload rebuilds their
-               .network objects (they name a netdev that is recreated);
-      reconfigured  links the reload reconfigures;
-      at_risk  links whose .network names a deleted device (members, parents): networkd may
-               leave them failed, which a reload skips, so they are reconfigured by name;
-      restart  stacked netdevs redefined under the same name: only a restart of networkd
-               makes their new definition count.
-    """
-    added = sorted(set(new) - set(old))
-    removed = sorted(set(old) - set(new))
-    changed = sorted(n for n in set(old) & set(new) if _entry_key(old[n]) != _entry_key(new[n]))
-    differing = added + changed + removed
-    before, after = _describe(old), _describe(new)
-    existing = set(existing_links)
-
-    # Netdev names whose definition differs, from .netdev files and from netplan YAML.
-    touched = set()
-    for name in differing:
-        if _kind(name) == 'netdev':
-            touched.update(netdev_names(_text(old.get(name))))
-            touched.update(netdev_names(_text(new.get(name))))
-    for dev in set(before['netplan']['virtual']) | set(after['netplan']['virtual']):
-        if before['netplan']['virtual'].get(dev) != after['netplan']['virtual'].get(dev):
-            touched.add(dev)
-    # A device whose definition changed or went away is deleted; one only added is left
-    # alone when it exists already (it was not made from our files).
-    only_added = {dev for dev in touched
-                  if dev not in before['netdevs'] and dev not in before['netplan']['virtual']}
-    delete = sorted(dev for dev in touched - only_added if dev in existing)
-    fresh = _stacked_closure(touched | set(delete), (before, after))
-
-    refresh = sorted(name for name, info in after['networks'].items()
-                     if name not in differing and info['refs'] & fresh)
-
-    gone = _stacked_closure(set(delete), (before, after))
-    at_risk = set()
-    if gone:
-        for info in after['networks'].values():
-            if info['refs'] & gone:
-                at_risk |= _resolve(info['match'], existing)
-        for dev, ifaces in after['netplan']['members'].items():
-            if dev in gone:
-                at_risk |= ifaces
-        for lower, uppers in after['netplan']['stacked'].items():
-            if uppers & gone:
-                at_risk.add(lower)
-    stacked = (before['stacked'] | after['stacked'] | before['netplan']['stacked_devices']
-               | after['netplan']['stacked_devices'])
-    redefined_same_name = {dev for dev in touched
-                           if (dev in before['netdevs'] or dev in before['netplan']['virtual'])
-                           and (dev in after['netdevs'] or dev in after['netplan']['virtual'])}
-
-    reconfigured = set()
-    for name in differing + refresh:
-        for files, model in ((old, before), (new, after)):
-            if name in files and name in model['networks']:
-                reconfigured |= _resolve(model['networks'][name]['match'], existing)
-            elif name in files and _kind(name) == 'netplan':
-                parsed = netplan_model(_text(files[name]))
-                if parsed:
-                    reconfigured |= parsed['links']
-    return {
-        'added': added,
-        'changed': changed,
-        'removed': removed,
-        'delete': delete,
-        'created': sorted(only_added),
-        'redefined': sorted(dev for dev in touched
-                            if dev in after['netdevs'] or dev in after['netplan']['virtual']),
-        'refresh': refresh,
-        'reconfigured': sorted(reconfigured),
-        'at_risk': sorted(at_risk),
-        'restart': sorted(redefined_same_name & stacked),
-        'netplan_unparsed': before['netplan_unparsed'] or after['netplan_unparsed'],
-        'links_changed': sorted(n for n in differing if _kind(n) == 'link'),
-    }
-
-
-def _entry_key(entry):
-    return (entry.get('symlink'), entry.get('data'), entry.get('mode'))
 
 
 # ---------------------------------------------------------------- validation
@@ -427,60 +154,12 @@ def validate(files, directory, prefix, reload, rollback_timeout, state_dir, mode
 
 # ---------------------------------------------------------------- files
 
-def read_owned(directory, prefix):
-    """Owned entries of directory: regular files and symlinks whose name starts with prefix.
+def rollback_source():
+    """The rollback program the host runs: network_rollback.py's own source, as bytes.
 
-    Directories (drop-in .d directories) are never owned: they are neither read nor removed.
+    Read through the module's loader: a file here, the module's zip inside AnsiballZ.
     """
-    owned = {}
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return owned
-    for name in sorted(names):
-        if not name.startswith(prefix):
-            continue
-        path = os.path.join(directory, name)
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):
-            if os.path.isdir(path):
-                continue
-            owned[name] = {'symlink': os.readlink(path), 'data': None, 'mode': None,
-                           'uid': st.st_uid, 'gid': st.st_gid}
-        elif stat.S_ISREG(st.st_mode):
-            with open(path, 'rb') as handle:
-                owned[name] = {'symlink': None, 'data': handle.read(), 'mode': stat.S_IMODE(st.st_mode),
-                               'uid': st.st_uid, 'gid': st.st_gid}
-    return owned
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, data, mode):
-    """Write through a temp file and rename, so networkd never reads half a file.
-
-    The temp name starts with '.' and ends in '.tmp': neither owned nor read by networkd.
-    """
-    directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % name, suffix='.tmp', dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
+    return network_rollback.__loader__.get_source(network_rollback.__name__).encode()
 
 
 def _write_json(path, value):
@@ -498,7 +177,7 @@ def _diff_entries(directory, present, wanted, names):
             return ''
         if entry.get('symlink') is not None:
             return 'symlink -> %s\n' % entry['symlink']
-        return _text(entry)
+        return entry_text(entry)
 
     def header(name, entry):
         path = os.path.join(directory, name)
@@ -829,7 +508,7 @@ def _apply(result, plan, present, wanted, directory, prefix, reload, rollback_ti
                      'reconfigure': sorted(set(back['reconfigured']) | set(plan['reconfigured']))},
     }
     _write_json(os.path.join(change_dir, 'plan.json'), rollback_plan)
-    atomic_write(os.path.join(change_dir, 'rollback.py'), ROLLBACK_SCRIPT.encode(), 0o700)
+    atomic_write(os.path.join(change_dir, 'rollback.py'), rollback_source(), 0o700)
 
     # (b) arm before touching anything.
     try:
@@ -867,7 +546,7 @@ def _apply(result, plan, present, wanted, directory, prefix, reload, rollback_ti
             step = 'rewriting %s' % os.path.join(directory, name)
             atomic_write(os.path.join(directory, name), wanted[name]['data'], wanted[name]['mode'])
             result['files_refreshed'].append(name)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         # (d) networkd never changes an existing netdev: delete it so the reload recreates it.
         for dev in plan['delete']:
             if not os.path.lexists(os.path.join(sys_class_net, dev)):
@@ -1105,235 +784,3 @@ def _report(change_dir, change_id, plan, result, waited, connected_at=None):
         return result
     raise CommitError('change %s was neither confirmed nor rolled back and its rollback process is gone '
                       '(the host rebooted?): its files stayed in place' % change_id, **result)
-
-
-# ---------------------------------------------------------------- the rollback script
-
-# Written into each change dir and run by the host's Python with only the standard
-# library: detached ("arm": sleep until the deadline, restore unless confirmed) or at once
-# ("now": network_apply undoing a change that failed half-way). Everything it needs is in
-# plan.json and manifest.json; it decides nothing beyond what exists at that moment.
-ROLLBACK_SCRIPT = r'''#!/usr/bin/python3
-# Copyright: aicluster.lab contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# Written by aicluster.lab.network_apply. usage: rollback.py CHANGE_DIR arm|now [REASON]
-import fcntl
-import json
-import os
-import signal
-import stat
-import subprocess
-import sys
-import tempfile
-import time
-
-
-def log(msg):
-    sys.stdout.write('%s %s\n' % (time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), msg))
-    sys.stdout.flush()
-
-
-def load(path):
-    with open(path) as handle:
-        return json.load(handle)
-
-
-def write(path, data, mode, uid=None, gid=None):
-    directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % name, suffix='.tmp', dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        if uid is not None and os.geteuid() == 0:
-            os.chown(tmp, uid, gid)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def run(argv, timeout):
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return {'argv': argv, 'rc': None, 'stdout': '', 'stderr': str(exc)}
-    return {'argv': argv, 'rc': proc.returncode,
-            'stdout': proc.stdout.decode('utf-8', 'replace')[-4000:],
-            'stderr': proc.stderr.decode('utf-8', 'replace')[-4000:]}
-
-
-def owned(directory, prefix):
-    names = {}
-    for name in os.listdir(directory):
-        path = os.path.join(directory, name)
-        if not name.startswith(prefix):
-            continue
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode) and not os.path.isdir(path):
-            names[name] = ('link', os.readlink(path))
-        elif stat.S_ISREG(st.st_mode):
-            with open(path, 'rb') as handle:
-                names[name] = ('file', handle.read(), stat.S_IMODE(st.st_mode))
-    return names
-
-
-def restore(change_dir, trigger, reason):
-    plan = load(os.path.join(change_dir, 'plan.json'))
-    manifest = load(os.path.join(change_dir, 'manifest.json'))
-    directory, prefix = plan['directory'], plan['prefix']
-    started = time.time()
-    record = {'change_id': plan['change_id'], 'trigger': trigger, 'reason': reason,
-              'armed_at': plan['armed_at'], 'deadline': plan['deadline'],
-              'restored': [], 'removed': [], 'refreshed': [], 'devices_deleted': [],
-              'reconfigured': [], 'commands': [], 'errors': []}
-    try:
-        now = owned(directory, prefix) if os.path.isdir(directory) else {}
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        now = {}
-        record['errors'].append('reading %s: %s' % (directory, exc))
-    for name in sorted(set(now) - set(manifest['files'])):
-        try:
-            os.unlink(os.path.join(directory, name))
-            record['removed'].append(name)
-        except OSError as exc:
-            record['errors'].append('removing %s: %s' % (name, exc))
-    refresh = set(plan['rollback']['refresh'])
-    for name, meta in sorted(manifest['files'].items()):
-        path = os.path.join(directory, name)
-        try:
-            if meta['symlink'] is not None:
-                if now.get(name) != ('link', meta['symlink']):
-                    tmp = os.path.join(directory, '.%s.rollback.tmp' % name)
-                    if os.path.lexists(tmp):
-                        os.unlink(tmp)
-                    os.symlink(meta['symlink'], tmp)
-                    os.rename(tmp, path)
-                    record['restored'].append(name)
-                continue
-            with open(os.path.join(change_dir, 'before', name), 'rb') as handle:
-                data = handle.read()
-            if now.get(name) != ('file', data, meta['mode']) or name in refresh:
-                write(path, data, meta['mode'], meta.get('uid'), meta.get('gid'))
-                (record['refreshed'] if now.get(name) == ('file', data, meta['mode'])
-                 else record['restored']).append(name)
-        except OSError as exc:
-            record['errors'].append('restoring %s: %s' % (name, exc))
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-    except OSError:
-        pass
-    timeout = plan['command_timeout']
-    for dev in plan['rollback']['delete']:
-        if os.path.lexists(os.path.join(plan['sys_class_net'], dev)):
-            result = run(plan['ip'] + ['link', 'delete', dev], timeout)
-            record['commands'].append(result)
-            if result['rc'] == 0:
-                record['devices_deleted'].append(dev)
-            else:
-                record['errors'].append('deleting device %s: rc %s' % (dev, result['rc']))
-    if record['devices_deleted']:
-        time.sleep(plan['settle'])
-    for argv in plan['reload']:
-        result = run(argv, timeout)
-        record['commands'].append(result)
-        if result['rc'] != 0:
-            record['errors'].append('%s: rc %s' % (' '.join(argv), result['rc']))
-    if plan['rollback']['restart']:
-        # A stacked netdev (VLAN, ...) keeps its definition through a reload; a restart
-        # also reconfigures every link.
-        result = run(plan['restart_networkd'], timeout)
-        record['commands'].append(result)
-        if result['rc'] != 0:
-            record['errors'].append('%s: rc %s' % (' '.join(plan['restart_networkd']), result['rc']))
-    # The reload already reconfigures these links, except failed ones; once more by name
-    # costs a second reconfiguration on a host that is cut off anyway.
-    links = [link for link in plan['rollback']['reconfigure']
-             if os.path.lexists(os.path.join(plan['sys_class_net'], link))]
-    if links and not plan['rollback']['restart']:
-        result = run(plan['networkctl'] + ['reconfigure'] + links, timeout)
-        record['commands'].append(result)
-        if result['rc'] == 0:
-            record['reconfigured'] = links
-        else:
-            record['errors'].append('reconfigure %s: rc %s' % (' '.join(links), result['rc']))
-    record['rolled_back_at'] = time.time()
-    record['seconds_after_arming'] = round(record['rolled_back_at'] - plan['armed_at'], 3)
-    record['timeout'] = plan['timeout']
-    try:
-        with open(os.path.join(change_dir, 'effective')) as handle:
-            record['seconds_after_effective'] = round(record['rolled_back_at'] - json.load(handle)['at'], 3)
-    except (IOError, OSError, ValueError, KeyError):
-        pass
-    record['duration_s'] = round(record['rolled_back_at'] - started, 3)
-    write(os.path.join(change_dir, 'rolled_back'),
-          (json.dumps(record, indent=2, sort_keys=True) + '\n').encode(), 0o600)
-    log('rolled back: restored %s, removed %s, devices deleted %s, errors %s'
-        % (record['restored'], record['removed'], record['devices_deleted'], record['errors']))
-    return record
-
-
-def locked_restore(change_dir, trigger, reason):
-    with open(os.path.join(change_dir, 'lock'), 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for marker in ('confirmed', 'rolled_back'):
-            if os.path.exists(os.path.join(change_dir, marker)):
-                log('%s exists, nothing to do' % marker)
-                return 0
-        restore(change_dir, trigger, reason)
-    return 0
-
-
-def arm(change_dir):
-    pid = os.fork()
-    if pid:
-        write(os.path.join(change_dir, 'pid'), ('%d\n' % pid).encode(), 0o600)
-        os._exit(0)
-    # No terminal in this session, but a stray SIGHUP must not end the timer either.
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    plan = load(os.path.join(change_dir, 'plan.json'))
-    log('armed: pid %d, rollback at %s unless %s exists'
-        % (os.getpid(), time.strftime('%H:%M:%SZ', time.gmtime(plan['deadline'])),
-           os.path.join(change_dir, 'confirmed')))
-    end = time.monotonic() + max(0.0, plan['deadline'] - time.time())
-    effective = False
-    while True:
-        # The window restarts when network_apply marks the change in effect (reload done).
-        if not effective and os.path.exists(os.path.join(change_dir, 'effective')):
-            effective = True
-            end = max(end, time.monotonic() + plan['timeout'])
-            log('the change is in effect: rollback in %s s unless confirmed' % plan['timeout'])
-        left = end - time.monotonic()
-        if left <= 0:
-            if not effective:
-                # network_apply holds the lock until the change is in effect or undone:
-                # wait for it, then look again (the window starts when it took effect).
-                with open(os.path.join(change_dir, 'lock'), 'a') as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
-                if os.path.exists(os.path.join(change_dir, 'effective')):
-                    continue
-            break
-        if os.path.exists(os.path.join(change_dir, 'confirmed')):
-            log('confirmed, exiting')
-            return 0
-        time.sleep(min(left, 0.5))
-    return locked_restore(change_dir, 'timeout', 'not confirmed within %s s of the change taking effect' % plan['timeout'])
-
-
-def main(argv):
-    change_dir = os.path.abspath(argv[1])
-    if argv[2] == 'arm':
-        return arm(change_dir)
-    return locked_restore(change_dir, 'apply-failed', argv[3] if len(argv) > 3 else 'rollback requested')
-
-
-if __name__ == '__main__':
-    sys.exit(main(sys.argv))
-'''

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from ansible_collections.aicluster.lab.plugins.module_utils import network_commit as nc
+from ansible_collections.aicluster.lab.plugins.module_utils import network_units as nu
 
 P = '10-aicluster-'
 
@@ -113,11 +114,11 @@ def wait_for(path, timeout=15.0):
 
 def test_parse_unit_sections_comments_continuations():
     text = '# c\n[Match]\nName=eth1 \\\n  eth2\n; c\n[Network]\nVLAN=bond0.200\nVLAN=bond0.100\nBond = bond0\n'
-    assert nc.parse_unit(text) == [('Match', 'Name', 'eth1  eth2'), ('Network', 'VLAN', 'bond0.200'),
+    assert nu.parse_unit(text) == [('Match', 'Name', 'eth1  eth2'), ('Network', 'VLAN', 'bond0.200'),
                                    ('Network', 'VLAN', 'bond0.100'), ('Network', 'Bond', 'bond0')]
-    assert nc.match_names(text) == ['eth1', 'eth2']
-    assert nc.netdev_refs(text) == {'bond0.200', 'bond0.100', 'bond0'}
-    assert nc.netdev_refs(text, nc.STACKED_REF_KEYS) == {'bond0.200', 'bond0.100'}
+    assert nu.match_names(text) == ['eth1', 'eth2']
+    assert nu.netdev_refs(text) == {'bond0.200', 'bond0.100', 'bond0'}
+    assert nu.netdev_refs(text, nu.STACKED_REF_KEYS) == {'bond0.200', 'bond0.100'}
 
 
 @pytest.mark.parametrize('text, stacked', [
@@ -128,24 +129,24 @@ def test_parse_unit_sections_comments_continuations():
     ('[NetDev]\nName=gre1\nKind=gre\n', True),
 ])
 def test_netdev_stacked(text, stacked):
-    assert nc.netdev_stacked(text) is stacked
+    assert nu.netdev_stacked(text) is stacked
 
 
 def test_match_name_empty_assignment_resets():
-    assert nc.match_names('[Match]\nName=eth1\nName=\nName=eth3 en*\n') == ['eth3', 'en*']
+    assert nu.match_names('[Match]\nName=eth1\nName=\nName=eth3 en*\n') == ['eth3', 'en*']
 
 
 def test_netdev_names_last_wins():
-    assert nc.netdev_names(NETDEV_BOND) == ['bond0']
-    assert nc.netdev_names('[NetDev]\nName=a\nName=b\n') == ['b']
-    assert nc.netdev_names('[Match]\nName=a\n') == []
+    assert nu.netdev_names(NETDEV_BOND) == ['bond0']
+    assert nu.netdev_names('[NetDev]\nName=a\nName=b\n') == ['b']
+    assert nu.netdev_names('[Match]\nName=a\n') == []
 
 
 def test_netplan_model():
     text = ('network:\n  version: 2\n  ethernets:\n    nic1: {match: {macaddress: "52:54:00:00:00:01"}, set-name: eth1}\n'
             '    eth2: {}\n  bonds:\n    bond0: {interfaces: [eth1, eth2], parameters: {mode: active-backup}}\n'
             '  vlans:\n    bond0.200: {id: 200, link: bond0, addresses: [192.168.200.11/24]}\n')
-    model = nc.netplan_model(text)
+    model = nu.netplan_model(text)
     assert model['links'] == {'eth1', 'eth2', 'bond0', 'bond0.200'}
     assert sorted(model['virtual']) == ['bond0', 'bond0.200']
     assert model['stacked'] == {'bond0': {'bond0.200'}}
@@ -158,7 +159,7 @@ def test_plan_added_changed_removed_and_mode_only_change():
            P + 'c.network': entry(network('eth3'))}
     new = {P + 'a.network': entry(network('eth1')), P + 'b.network': entry(network('eth2'), 0o600),
            P + 'd.network': entry(network('eth4'))}
-    plan = nc.plan_change(old, new, ['eth1', 'eth2', 'eth3', 'eth4'])
+    plan = nu.plan_change(old, new, ['eth1', 'eth2', 'eth3', 'eth4'])
     assert plan['added'] == [P + 'd.network']
     assert plan['changed'] == [P + 'b.network']
     assert plan['removed'] == [P + 'c.network']
@@ -176,7 +177,7 @@ def test_plan_changed_bond_is_deleted_and_its_dependents_rebuilt():
                P + 'bond0.200.network': entry(network('bond0.200', 'Address=192.168.200.11/24\n'))}
     old = dict(members, **{P + 'bond0.netdev': entry(NETDEV_BOND)})
     new = dict(members, **{P + 'bond0.netdev': entry(NETDEV_BOND.replace('active-backup', '802.3ad'))})
-    plan = nc.plan_change(old, new, ['eth1', 'eth2', 'eth3', 'bond0', 'bond0.200'])
+    plan = nu.plan_change(old, new, ['eth1', 'eth2', 'eth3', 'bond0', 'bond0.200'])
     assert plan['changed'] == [P + 'bond0.netdev']
     # Deleting bond0 takes its VLAN with it; the .network files naming either keep stale
     # netdev pointers in networkd unless rewritten.
@@ -192,28 +193,28 @@ def test_plan_changed_bond_is_deleted_and_its_dependents_rebuilt():
 def test_plan_redefined_vlan_needs_a_networkd_restart():
     old = {P + 'v.netdev': entry(NETDEV_VLAN), P + 'bond0.network': entry(network('bond0', 'VLAN=bond0.200\n'))}
     new = dict(old, **{P + 'v.netdev': entry(NETDEV_VLAN.replace('Id=200', 'Id=201'))})
-    plan = nc.plan_change(old, new, ['bond0', 'bond0.200'])
+    plan = nu.plan_change(old, new, ['bond0', 'bond0.200'])
     assert plan['delete'] == ['bond0.200'] and plan['restart'] == ['bond0.200']
     assert plan['refresh'] == [P + 'bond0.network'] and plan['at_risk'] == ['bond0']
     # A VLAN under a new name is a new netdev object: no restart.
     renamed = {P + 'v.netdev': entry(NETDEV_VLAN.replace('bond0.200', 'bond0.201').replace('Id=200', 'Id=201')),
                P + 'bond0.network': entry(network('bond0', 'VLAN=bond0.201\n'))}
-    assert nc.plan_change(old, renamed, ['bond0', 'bond0.200'])['restart'] == []
+    assert nu.plan_change(old, renamed, ['bond0', 'bond0.200'])['restart'] == []
 
 
 def test_plan_new_netdev_for_an_existing_foreign_device_does_not_delete_it():
     new = {P + 'br0.netdev': entry('[NetDev]\nName=br0\nKind=bridge\n')}
-    plan = nc.plan_change({}, new, ['br0'])
+    plan = nu.plan_change({}, new, ['br0'])
     assert plan['delete'] == [] and plan['created'] == ['br0']
 
 
 def test_plan_removed_netdev_deletes_existing_device():
-    plan = nc.plan_change({P + 'bond0.netdev': entry(NETDEV_BOND)}, {}, ['bond0'])
+    plan = nu.plan_change({P + 'bond0.netdev': entry(NETDEV_BOND)}, {}, ['bond0'])
     assert plan['delete'] == ['bond0'] and plan['removed'] == [P + 'bond0.netdev']
 
 
 def test_plan_globs_resolve_against_links_and_negations_are_skipped():
-    plan = nc.plan_change({}, {P + 'en.network': entry(network('en* !enp9s0 eth7'))},
+    plan = nu.plan_change({}, {P + 'en.network': entry(network('en* !enp9s0 eth7'))},
                           ['enp1s0', 'enp2s0', 'lo'])
     assert plan['reconfigured'] == ['enp1s0', 'enp2s0', 'eth7']
 
@@ -225,7 +226,7 @@ def test_plan_netplan_changed_bond_is_deleted():
                 '  vlans: {bond0.200: {id: 200, link: bond0}}\n' % mode)
     old = {'60-aicluster-lab.yaml': entry(yaml('active-backup'), 0o600)}
     new = {'60-aicluster-lab.yaml': entry(yaml('802.3ad'), 0o600)}
-    plan = nc.plan_change(old, new, ['eth1', 'eth2', 'bond0', 'bond0.200'])
+    plan = nu.plan_change(old, new, ['eth1', 'eth2', 'bond0', 'bond0.200'])
     assert plan['delete'] == ['bond0']
     assert plan['reconfigured'] == ['bond0', 'bond0.200', 'eth1', 'eth2', 'eth3']
     assert plan['at_risk'] == ['bond0', 'eth1', 'eth2'] and plan['restart'] == []
