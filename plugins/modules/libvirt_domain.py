@@ -33,6 +33,8 @@ requirements:
   - libvirt-python
   - qemu-img, when O(disk.base_image) creates an overlay
   - one of cloud-localds, genisoimage, xorrisofs or mkisofs, when O(cloud_init) is used
+extends_documentation_fragment:
+  - aicluster.lab.libvirt
 options:
   name:
     description: Domain name.
@@ -49,10 +51,6 @@ options:
     type: str
     choices: [present, running, shutdown, absent, saved]
     default: present
-  uri:
-    description: libvirt connection URI.
-    type: str
-    default: qemu:///system
   owner:
     description:
       - Owner recorded in the domain's metadata. A domain with this name that exists with another

@@ -23,6 +23,8 @@ author:
   - aicluster.lab developers (@aicluster)
 requirements:
   - libvirt-python
+extends_documentation_fragment:
+  - aicluster.lab.libvirt
 options:
   name:
     description: Domain name. The domain must be running.
@@ -38,10 +40,6 @@ options:
     type: str
     choices: [up, down]
     required: true
-  uri:
-    description: libvirt connection URI.
-    type: str
-    default: qemu:///system
   restore_after_s:
     description:
       - Hold the link in O(state) for this many seconds, then set it back to what it was, all in this

@@ -24,6 +24,8 @@ author:
   - aicluster.lab developers (@aicluster)
 requirements:
   - libvirt-python
+extends_documentation_fragment:
+  - aicluster.lab.libvirt
 options:
   name:
     description: Name of the libvirt network.
@@ -36,10 +38,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  uri:
-    description: libvirt connection URI.
-    type: str
-    default: qemu:///system
   bridge:
     description:
       - Name of the host bridge device, at most 15 characters.
