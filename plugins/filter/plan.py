@@ -20,10 +20,18 @@ def _inventory_vars(hostvars, host):
     return {key: host_vars.get(key) for key in HOST_KEYS}
 
 
-def plan(hosts, hostvars, profile=None):
-    """{host: entry} for ``hosts``; ``profile`` is the network_profile lookup's {name, profile} or None."""
+def plan(hosts, hostvars, profile=None, within=None):
+    """{host: entry} for ``hosts``; ``profile`` is the network_profile lookup's {name, profile} or None.
+
+    With ``within`` (the play's hosts), only the hosts in it are planned, unless none is:
+    --limit narrows the plan as it narrows the run, and a play on the controller alone
+    plans the whole group.
+    """
     if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)):
         raise AnsibleFilterError(f"plan: the input must be a list of host names, got {hosts!r}")
+    if within:
+        play = set(within)
+        hosts = [host for host in hosts if host in play] or list(hosts)
     if profile is not None and not (isinstance(profile, Mapping) and "profile" in profile):
         raise AnsibleFilterError(f"plan: profile must be the network_profile lookup's {{name, profile}} or none, got {profile!r}")
     try:

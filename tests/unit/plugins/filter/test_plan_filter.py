@@ -123,6 +123,15 @@ def test_without_a_profile_every_host_keeps_its_network():
     assert list(result) == ["node1", "node2"]
 
 
+def test_only_the_hosts_of_the_play_are_planned():
+    # --limit node2 with an inventory value that would clash with node1's: node2 alone is planned.
+    hostvars = {"node1": {"network_addresses": {"cluster": "192.168.1.50"}}, "node2": {"network_addresses": {"cluster": "192.168.1.50"}}}
+    assert list(plan(["node1", "node2"], hostvars, loaded("simple"), ["node2", "localhost"])) == ["node2"]
+    # A play on the controller alone plans the whole group.
+    assert list(plan(["node1", "node2"], {}, loaded("simple"), ["localhost"])) == ["node1", "node2"]
+    assert list(plan(["node1", "node2"], {}, loaded("simple"), [])) == ["node1", "node2"]
+
+
 def test_plan_peers():
     planned = plan(["node1", "node2"], {}, loaded("simple"))
     assert [(peer["peer"], peer["address"]) for peer in plan_peers(planned, "node1")] == [("node2", "192.168.1.12")]
