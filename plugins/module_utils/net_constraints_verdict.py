@@ -45,6 +45,12 @@ def _show(value, digits=3):
     return "?" if value is None else f"{round(value, digits):g}"
 
 
+def _record(name, description, problems, measured, figures):
+    """A check for aicluster.lab.check: the measured figures, after every problem when there is one."""
+    return {"name": name, "category": "performance", "description": description, "passed": not problems,
+            "message": "; ".join(problems) + " -- " + measured if problems else measured, "figures": figures}
+
+
 def _settings(profile):
     return {
         "delay": float(profile.get("delay_ms") or 0),
@@ -106,19 +112,14 @@ def constraint_check(profile, base, during, tolerances=None, path=None):
     measured = (f"RTT {_show(base_rtt)} -> {_show(rtt)} ms (+{want['delay']:g} +/- {rtt_tol:.1f} expected), "
                 f"mdev {_show(mdev)} ms, loss {_show(loss)} % ({want['loss']:g} +/- {loss_tol:.1f}), "
                 f"{_show(base_mbps, 0)} -> {_show(mbps, 0)} Mbit/s" + (f" (limit {want['rate']:g})" if want["rate"] else ""))
-    return {
-        "name": f"constraint_{profile['name']}",
-        "category": "performance",
-        "description": f"{profile.get('description') or profile['name']}{_where(path)}",
-        "passed": not problems,
-        "message": measured if not problems else "; ".join(problems) + " -- " + measured,
-        "figures": {
-            "rtt_base_ms": base_rtt, "rtt_base_mdev_ms": _num(base.get("rtt_mdev_ms")), "rtt_ms": rtt,
-            "rtt_rise_ms": None if rise is None else round(rise, 2), "mdev_ms": mdev,
-            "loss_pct": loss, "received": during.get("received"), "mbps_base": base_mbps, "mbps": mbps,
-            "delay_ms": want["delay"], "jitter_ms": want["jitter"], "loss_set_pct": want["loss"], "rate_mbit": want["rate"],
-        },
-    }
+    return _record(f"constraint_{profile['name']}", f"{profile.get('description') or profile['name']}{_where(path)}",
+                   problems, measured, {
+                       "rtt_base_ms": base_rtt, "rtt_base_mdev_ms": _num(base.get("rtt_mdev_ms")), "rtt_ms": rtt,
+                       "rtt_rise_ms": None if rise is None else round(rise, 2), "mdev_ms": mdev,
+                       "loss_pct": loss, "received": during.get("received"), "mbps_base": base_mbps, "mbps": mbps,
+                       "delay_ms": want["delay"], "jitter_ms": want["jitter"], "loss_set_pct": want["loss"],
+                       "rate_mbit": want["rate"],
+                   })
 
 
 def removed_check(profile, base, after, tolerances=None, during=None):
@@ -148,14 +149,9 @@ def removed_check(profile, base, after, tolerances=None, during=None):
                             + (f" and under {tol['recovery_factor']:g} x the {under:g} Mbit/s under the profile" if under else ""))
     measured = (f"RTT {_show(rtt)} ms (baseline {_show(base_rtt)}), loss {_show(loss)} %, "
                 f"{_show(mbps, 0)} Mbit/s (baseline {_show(base_mbps, 0)})")
-    return {
-        "name": f"constraint_{profile['name']}_removed",
-        "category": "performance",
-        "description": f"after removing {profile['name']}, RTT, loss and throughput are back at the baseline",
-        "passed": not problems,
-        "message": measured if not problems else "; ".join(problems) + " -- " + measured,
-        "figures": {"rtt_ms": rtt, "loss_pct": loss, "received": after.get("received"), "mbps": mbps},
-    }
+    return _record(f"constraint_{profile['name']}_removed",
+                   f"after removing {profile['name']}, RTT, loss and throughput are back at the baseline",
+                   problems, measured, {"rtt_ms": rtt, "loss_pct": loss, "received": after.get("received"), "mbps": mbps})
 
 
 def constraint_checks(profile, measured, tolerances=None, path=None):
