@@ -38,13 +38,19 @@ IFNAMSIZ = 15  # IFNAMSIZ - 1: the kernel refuses longer interface names
 MIIMON_DEFAULT = 100
 K3S_DEFAULTS = {"cluster_cidr": "10.42.0.0/16", "service_cidr": "10.43.0.0/16"}
 
-PROFILE_KEYS = ("bond", "description", "hosts", "k3s", "links", "networks")
+PROFILE_KEYS = ("bond", "description", "hosts", "k3s", "links", "networks", "rdma")
 LINK_KEYS = ("mtu", "name")
 BOND_KEYS = ("downdelay", "lacp_rate", "members", "miimon", "mode", "mtu", "name", "primary", "updelay",
              "xmit_hash_policy")
 NETWORK_KEYS = ("dhcp", "dhcp_server", "gateway", "mtu", "parent", "subnet", "vlan")
 HOST_KEYS = ("addresses", "macs", "vlans")
 K3S_KEYS = ("cluster_cidr", "service_cidr")
+RDMA_KEYS = ("device", "network", "priority", "trust")
+# The Soft-RoCE device made where a host has no RDMA adapter; the name rdma_rxe's docs use.
+RDMA_DEFAULTS = {"device": "rxe0", "priority": 3, "trust": "dscp"}
+# An RDMA device name: the kernel allows 63 characters (IB_DEVICE_NAME_MAX - 1); keep
+# to what a shell and a unit name take without quoting.
+_RDMA_DEVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 _BAD_IFNAME_CHARS = re.compile(r"[/:\s]")
 _NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -222,6 +228,7 @@ class _Profile:
         self._parse_bond(profile.get("bond"))
         self._parse_k3s(profile.get("k3s"))
         self._parse_networks(profile.get("networks"))
+        self._parse_rdma(profile.get("rdma"))
         self.hosts = self._hosts(profile.get("hosts"))
         self._resolve_mtus()
         self._layouts = {}
@@ -381,6 +388,33 @@ class _Profile:
             self.networks.append(net)
         self.network_names = [net.name for net in self.networks]
         self.tagged = {net.name for net in self.networks if net.vlan is not None}
+
+    def _parse_rdma(self, rdma):
+        """Which network carries RDMA (RoCE), the Soft-RoCE device name, the PFC priority and trust."""
+        where = self.where
+        self.rdma = None
+        if rdma is None:
+            return
+        rdma = where.mapping(rdma, "rdma", RDMA_KEYS)
+        networks = {net.name: net for net in self.networks}
+        name = where.required(rdma.get("network"), "rdma.network", f"the network that carries RDMA ({_listing(networks)})")
+        if name not in networks:
+            where.fail("rdma.network", f"{_show(name)} is not a network of the profile ({_listing(networks)})")
+        if networks[name].dhcp:
+            # The GID every tool is pointed at is the one holding the host's address on this
+            # network, so the plan must know that address before the host is touched.
+            where.fail("rdma.network", f"{_show(name)} is DHCP-addressed; RDMA needs a network with fixed addresses")
+        device = rdma.get("device", RDMA_DEFAULTS["device"])
+        if not isinstance(device, str) or not _RDMA_DEVICE.match(device):
+            where.fail("rdma.device", f"{_show(device)} is not an RDMA device name (letters, digits, '_', '.', '-'; "
+                                      "at most 63 characters)")
+        priority = rdma.get("priority", RDMA_DEFAULTS["priority"])
+        if not _is_int(priority) or not 0 <= priority <= 7:
+            where.fail("rdma.priority", f"{_show(priority)} is not an 802.1p priority (a whole number 0-7)")
+        trust = rdma.get("trust", RDMA_DEFAULTS["trust"])
+        if trust not in ("dscp", "pcp"):
+            where.fail("rdma.trust", f"{_show(trust)} is not dscp or pcp (what the NIC trusts to classify RoCE traffic)")
+        self.rdma = {"network": str(name), "device": device, "priority": priority, "trust": trust}
 
     def _special(self, net, value, field, role):
         """A gateway or DHCP server address: inside the subnet, and reserved from the hosts."""
@@ -642,5 +676,6 @@ def build_models(profile, hosts, host_vars, profile_name="inline"):
             "storage_address": storage["address"],
             "routes": [{"to": net["subnet"], "dev": net["interface"]} for net in networks.values()],
             "k3s": dict(parsed.k3s),
+            "rdma": dict(parsed.rdma) if parsed.rdma else None,
         }
     return models

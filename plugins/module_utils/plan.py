@@ -13,8 +13,11 @@ square; ``peers`` lists a host's peers when a role asks):
 - ``network``: the host's network model (network_model.build_models), or None when
   the run has no network profile (the host keeps its network as it is);
 - ``cluster``: where the cluster's traffic goes (k3s' node IP, EXO's peers);
-- ``storage``: where storage and RDMA traffic goes, with ``netdev``, the device a
-  Soft-RoCE link attaches to (rdma_rxe refuses a VLAN device, so the VLAN's parent).
+- ``storage``: where storage traffic goes, with ``netdev``, the device under a VLAN;
+- ``rdma``: where the profile asks for RDMA (its ``rdma`` section), the endpoint of the
+  network that carries it plus ``device`` (the Soft-RoCE device made where the host has
+  no adapter; rdma_rxe refuses a VLAN device, so it attaches to ``netdev``), ``priority``
+  and ``trust`` (PFC on real RoCE adapters); None otherwise.
 """
 
 from __future__ import annotations
@@ -40,14 +43,17 @@ def _endpoint(model, network_name):
 
 def _entry(host, profile_name, model):
     if model is None:
-        return {"host": host, "profile": None, "network": None, "cluster": None, "storage": None}
+        return {"host": host, "profile": None, "network": None, "cluster": None, "storage": None, "rdma": None}
     storage = "storage" if "storage" in model["networks"] else "cluster"
+    rdma = model.get("rdma")
     return {
         "host": host,
         "profile": profile_name,
         "network": model,
         "cluster": _endpoint(model, "cluster"),
         "storage": _endpoint(model, storage),
+        "rdma": dict(_endpoint(model, rdma["network"]), **{key: rdma[key] for key in ("device", "priority", "trust")})
+        if rdma else None,
     }
 
 

@@ -57,7 +57,7 @@ EXPECTED_NODE1 = {
         "networks": {"cluster": network("cluster", "eth1", "eth1", None, "192.168.1.0/24", "192.168.1.11", True)},
         "interfaces": ["eth1"], "cluster_interface": "eth1", "cluster_address": "192.168.1.11",
         "storage_interface": "eth1", "storage_address": "192.168.1.11",
-        "routes": [{"to": "192.168.1.0/24", "dev": "eth1"}], "k3s": K3S,
+        "routes": [{"to": "192.168.1.0/24", "dev": "eth1"}], "k3s": K3S, "rdma": None,
     },
     "vlans": {
         "profile": "vlans", "host": "node1", "links": [link("eth1")], "bond": None,
@@ -69,7 +69,7 @@ EXPECTED_NODE1 = {
         },
         "interfaces": ["eth1", "eth1.200", "eth1.100"], "cluster_interface": "eth1.200", "cluster_address": "192.168.200.11",
         "storage_interface": "eth1.100", "storage_address": "192.168.100.11",
-        "routes": [{"to": "192.168.200.0/24", "dev": "eth1.200"}, {"to": "192.168.100.0/24", "dev": "eth1.100"}], "k3s": K3S,
+        "routes": [{"to": "192.168.200.0/24", "dev": "eth1.200"}, {"to": "192.168.100.0/24", "dev": "eth1.100"}], "k3s": K3S, "rdma": None,
     },
     "bonding-vlans": {
         "profile": "bonding-vlans", "host": "node1", "links": [link("eth1", "bond0"), link("eth2", "bond0")],
@@ -85,6 +85,7 @@ EXPECTED_NODE1 = {
         "cluster_interface": "bond0.200", "cluster_address": "192.168.200.11",
         "storage_interface": "bond0.100", "storage_address": "192.168.100.11",
         "routes": [{"to": "192.168.200.0/24", "dev": "bond0.200"}, {"to": "192.168.100.0/24", "dev": "bond0.100"}], "k3s": K3S,
+        "rdma": {"network": "storage", "device": "rxe0", "priority": 3, "trust": "dscp"},
     },
     "dhcp-simple": {
         "profile": "dhcp-simple", "host": "node1", "links": [link("eth1", mac="52:54:00:dc:00:11")], "bond": None, "vlans": [],
@@ -92,7 +93,7 @@ EXPECTED_NODE1 = {
                                         dhcp=True, dhcp_server="192.168.220.1")},
         "interfaces": ["eth1"], "cluster_interface": "eth1", "cluster_address": "192.168.220.11",
         "storage_interface": "eth1", "storage_address": "192.168.220.11",
-        "routes": [{"to": "192.168.220.0/24", "dev": "eth1"}], "k3s": K3S,
+        "routes": [{"to": "192.168.220.0/24", "dev": "eth1"}], "k3s": K3S, "rdma": None,
     },
 }
 EXPECTED_NODE1["vlans-broken"] = dict(EXPECTED_NODE1["vlans"], profile="vlans-broken")
