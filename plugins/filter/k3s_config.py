@@ -25,8 +25,8 @@ def k3s_config(plan_hosts, servers, agents=None, hostvars=None, extra=None, tls_
     """{host: config.yaml as a dict} for the servers (the first initialises the cluster) and the agents."""
     if not isinstance(plan_hosts, Mapping):
         raise AnsibleFilterError(f"k3s_config: the input must be the plan (plan_hosts), got {plan_hosts!r}")
-    hosts = [str(host) for host in list(servers or []) + list(agents or [])
-             if not isinstance(servers, str) and not isinstance(agents, str)]
+    # A malformed group is build_configs' to report; only real lists name hosts to read.
+    hosts = [str(host) for group in (servers, agents) if isinstance(group, (list, tuple)) for host in group]
     try:
         host_vars = {host: _inventory_vars(hostvars, host) for host in hosts}
         return build_configs(plan_hosts, servers, agents, host_vars, extra, tls_san, token_file, api_port)
