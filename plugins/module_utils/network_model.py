@@ -37,6 +37,9 @@ IFNAMSIZ = 15  # IFNAMSIZ - 1: the kernel refuses longer interface names
 # The kernel sets miimon to 100 when neither miimon nor arp_interval is given.
 MIIMON_DEFAULT = 100
 K3S_DEFAULTS = {"cluster_cidr": "10.42.0.0/16", "service_cidr": "10.43.0.0/16"}
+# k3s's own default for cluster-dns is the 10th address of the service CIDR (10.43.0.10 for
+# its default range); a profile that moves service_cidr moves the DNS address with it.
+K3S_DNS_INDEX = 10
 
 PROFILE_KEYS = ("bond", "description", "hosts", "k3s", "links", "networks", "rdma")
 LINK_KEYS = ("mtu", "name")
@@ -44,7 +47,8 @@ BOND_KEYS = ("downdelay", "lacp_rate", "members", "miimon", "mode", "mtu", "name
              "xmit_hash_policy")
 NETWORK_KEYS = ("dhcp", "dhcp_server", "gateway", "mtu", "parent", "subnet", "vlan")
 HOST_KEYS = ("addresses", "macs", "vlans")
-K3S_KEYS = ("cluster_cidr", "service_cidr")
+K3S_KEYS = ("cluster_cidr", "service_cidr", "cluster_dns")
+K3S_CIDR_KEYS = ("cluster_cidr", "service_cidr")
 RDMA_KEYS = ("device", "network", "priority", "trust")
 # The Soft-RoCE device made where a host has no RDMA adapter; the name rdma_rxe's docs use.
 RDMA_DEFAULTS = {"device": "rxe0", "priority": 3, "trust": "dscp"}
@@ -329,7 +333,7 @@ class _Profile:
         where = self.where
         k3s = where.mapping(k3s, "k3s", K3S_KEYS)
         self.k3s, self.k3s_subnets = {}, []
-        for key in K3S_KEYS:
+        for key in K3S_CIDR_KEYS:
             value = k3s.get(key)
             subnet = _Subnet(where.cidr(K3S_DEFAULTS[key] if value is None else value, f"k3s.{key}"))
             for other_field, other in self.k3s_subnets:
@@ -337,6 +341,19 @@ class _Profile:
                     where.fail(f"k3s.{key}", f"{subnet.text} overlaps {other_field} {other.text}")
             self.k3s[key] = subnet.text
             self.k3s_subnets.append((f"k3s.{key}", subnet))
+        service = self.k3s_subnets[1][1]
+        if k3s.get("cluster_dns") is None:
+            dns = ipaddress.IPv4Address(service.first + K3S_DNS_INDEX)
+        else:
+            dns = where.address(k3s["cluster_dns"], "k3s.cluster_dns")
+        # CoreDNS's service address is allocated from the service range: outside it the
+        # apiserver refuses the Service, and every pod's resolv.conf points nowhere.
+        problem = service.problem(int(dns))
+        if problem == "outside":
+            where.fail("k3s.cluster_dns", f"{dns} is outside k3s.service_cidr {service.text}")
+        if problem:
+            where.fail("k3s.cluster_dns", f"{dns} is {problem}")
+        self.k3s["cluster_dns"] = str(dns)
 
     def _parse_networks(self, networks):
         where = self.where

@@ -49,7 +49,7 @@ def link(name, bond=None, mac=None, mtu=1500, profile_name=None):
     return {"name": name, "profile_name": profile_name or name, "mtu": mtu, "bond": bond, "mac": mac}
 
 
-K3S = {"cluster_cidr": "10.42.0.0/16", "service_cidr": "10.43.0.0/16"}
+K3S = {"cluster_cidr": "10.42.0.0/16", "service_cidr": "10.43.0.0/16", "cluster_dns": "10.43.0.10"}
 
 EXPECTED_NODE1 = {
     "simple": {
