@@ -23,9 +23,10 @@ ACTION_END = r"(?:➜|>) (\w+)\]?:? Executed"
 # scenario -> its lab's name (inventory vm_lab_name). Scenarios whose nodes are alike
 # (one NIC after eth0 on the trunk) share a lab and so its saved boot state: one cold
 # boot of node1 and node2 (and one of chaos' node3) serves simple, vlans, vlan-negative
-# and chaos. bonding-vlans needs two NICs, dhcp-simple a NIC on a DHCP network of its own.
-SCENARIOS = {"simple": "mollab", "vlans": "mollab", "bonding-vlans": "molbond", "dhcp-simple": "moldhcp",
-             "vlan-negative": "mollab", "chaos": "mollab"}
+# and chaos. bonding-vlans needs two NICs, dhcp-simple a NIC on a DHCP network of its own;
+# rdma runs on bonding-vlans' lab and restores its boot state.
+SCENARIOS = {"simple": "mollab", "vlans": "mollab", "bonding-vlans": "molbond", "rdma": "molbond",
+             "dhcp-simple": "moldhcp", "vlan-negative": "mollab", "chaos": "mollab"}
 
 # Scenarios that converge a profile another scenario already proves idempotent on the same
 # lab (their molecule.yml says which): they run no idempotence step of their own.
@@ -56,6 +57,13 @@ FAULT_CHECKS = {
         ("node1", "constraint_degraded"): ["rtt_rise_ms", "loss_pct", "mbps"],
         ("node1", "constraint_latency_removed"): ["rtt_ms", "mbps"],
         ("node1", "constraint_degraded_removed"): ["rtt_ms", "mbps"],
+    },
+    # The device, a pair run (latency and bandwidth beside TCP), and all of it again after node2 rebooted.
+    "rdma": {
+        **{(host, "rdma_device" + after): ["gid_index"] for host in ("node1", "node2") for after in ("", "_after_reboot")},
+        **{("node1", f"rdma_{check}_node2{after}"): figures for after in ("", "_after_reboot")
+           for check, figures in (("connect", ["usec_per_iter"]), ("latency", ["t_typical_us", "p99_us"]),
+                                  ("bandwidth", ["bw_avg_mbps", "tcp_mbps", "rdma_to_tcp"]))},
     },
     "chaos": {
         ("localhost", "chaos_kill_node3_lost"): ["detect_s"],
