@@ -65,4 +65,4 @@ def rdma_pair_checks(output, client, server, thresholds):
 class FilterModule:
     def filters(self):
         return {"rdma_state": rdma_state, "rdma_checks": rdma_checks, "rdma_pairs": rdma_pairs,
-                "rdma_end": rdma_end,                "rdma_pair_checks": rdma_pair_checks}
+                "rdma_end": rdma_end, "rdma_pair_checks": rdma_pair_checks}

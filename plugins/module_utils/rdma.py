@@ -138,8 +138,8 @@ def _parse_devices(text):
             # gid <port> <index> <gid> <ndev or -> <type, may hold spaces>
             if len(rest) < 4:
                 _fail(f"device {device['name']}: cannot read GID line {line!r}")
-            port = device["ports"].setdefault(int(rest[0]), {"state": None, "physical_state": None,
-                                                               "link_layer": None, "gids": []})
+            blank = {"state": None, "physical_state": None, "link_layer": None, "gids": []}
+            port = device["ports"].setdefault(int(rest[0]), blank)
             port["gids"].append({"index": int(rest[1]), "gid": rest[2], "ndev": None if rest[3] == "-" else rest[3],
                                  "type": " ".join(rest[4:]) or None})
         else:

@@ -119,8 +119,8 @@ def test_profile_that_is_not_the_lookups_result():
 
 def test_without_a_profile_every_host_keeps_its_network():
     result = plan(["node1", "node2"], FakeHostVars({"node1": {}}))
-    assert result["node1"] == {"host": "node1", "profile": None, "network": None, "cluster": None, "storage": None,
-                                 "rdma": None}
+    assert result["node1"] == {"host": "node1", "profile": None, "network": None, "cluster": None,
+                               "storage": None, "rdma": None}
     assert list(result) == ["node1", "node2"]
 
 

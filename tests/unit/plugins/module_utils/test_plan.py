@@ -50,8 +50,8 @@ def test_inventory_variables_rename_links_and_set_addresses():
 
 def test_no_profile_plans_no_network_change():
     plan = build_plan(["node1"], {})
-    assert plan == {"node1": {"host": "node1", "profile": None, "network": None, "cluster": None, "storage": None,
-                               "rdma": None}}
+    assert plan == {"node1": {"host": "node1", "profile": None, "network": None, "cluster": None,
+                              "storage": None, "rdma": None}}
     assert peers(plan, "node1") == []
 
 

@@ -99,9 +99,10 @@ def test_rdma_link_text_of_real_adapters(name, links):
 def _adapter_state(link_text, vendor=None):
     """A host state with real adapters' links; sysfs has the PCI vendor when given."""
     links = rdma.parse_rdma_links(link_text)
-    devices = [dict({"name": link["device"], "ports": {1: {"state": link["state"], "physical_state": None,
-                                                            "link_layer": "Ethernet", "gids": []}}},
-                    **({"pci_vendor": vendor} if vendor else {})) for link in links]
+    devices = []
+    for link in links:
+        port = {"state": link["state"], "physical_state": None, "link_layer": "Ethernet", "gids": []}
+        devices.append(dict({"name": link["device"], "ports": {1: port}}, **({"pci_vendor": vendor} if vendor else {})))
     return {"os_release": {"ID": "ubuntu"}, "packages": {}, "links": links, "devices": devices}
 
 
