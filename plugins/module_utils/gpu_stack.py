@@ -163,23 +163,25 @@ def apt_source(repository, keyring):
 
 
 def driver_problems(facts, stack):
-    """Why the stack's devices do not run on its driver yet, one text per device (empty when
-    they all do, and for cpu): no driver bound, another driver bound (nouveau), the module
-    not loaded."""
+    """{address: why} for each of the stack's devices that does not run on its driver yet
+    (empty when they all do, and for cpu): no driver bound, another driver bound (nouveau),
+    the driver's module not loaded."""
     drivers = STACK_DRIVERS.get(stack)
     if not drivers:
-        return []
-    problems = []
+        return {}
+    problems = {}
     for device in facts.get('gpus') or []:
         if device.get('compute_stack') != stack:
             continue
-        where = '%s %s at %s' % (device.get('vendor'), device.get('device_id'), device.get('address'))
+        where = '%s %s:%s at %s' % (device.get('vendor'), device['vendor_id'].replace('0x', ''),
+                                    device['device_id'].replace('0x', ''), device['address'])
         if not device.get('driver'):
-            problems.append('%s has no driver bound (%s expected)' % (where, ' or '.join(drivers)))
+            problems[device['address']] = '%s has no driver bound (%s expected)' % (where, ' or '.join(drivers))
         elif device['driver'] not in drivers:
-            problems.append('%s is bound to %s, not %s' % (where, device['driver'], ' or '.join(drivers)))
+            problems[device['address']] = '%s is bound to %s, not %s' % (where, device['driver'], ' or '.join(drivers))
         elif device['driver'] not in (device.get('modules') or []):
-            problems.append('%s: module %s is not loaded' % (where, device['driver']))
+            problems[device['address']] = '%s is bound to %s, but module %s is not loaded' % (
+                where, device['driver'], device['driver'])
     return problems
 
 
@@ -221,9 +223,9 @@ def host_plan(facts, container_runtime=False, installed=False, changed=False, ke
         if container['repository']:
             plan['sources'].append(_source('aicluster-gpu-container', container['repository'],
                                            container['key_url'], family, keyring_dir))
-    problems = driver_problems(facts, stack) if installed else []
+    problems = driver_problems(facts, stack) if installed else {}
     if problems:
-        plan['reboot_reason'] = '; '.join(problems)
+        plan['reboot_reason'] = '; '.join(problems[address] for address in sorted(problems))
     elif installed and changed and (plan['driver_packages'] or plan['blacklist_nouveau']):
         plan['reboot_reason'] = 'the driver (%s) or the nouveau blacklist changed under the running kernel' % (
             ', '.join(plan['driver_packages']) or 'the kernel\'s')

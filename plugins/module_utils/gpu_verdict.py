@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.aicluster.lab.plugins.module_utils.gpu_stack import STACK_DRIVERS
+from ansible_collections.aicluster.lab.plugins.module_utils.gpu_stack import STACK_DRIVERS, driver_problems
 
 CATEGORY = 'hardware'
 STACK_TOOLS = {'cuda': 'nvidia-smi', 'rocm': 'rocm-smi'}
@@ -73,21 +73,11 @@ def devices_check(devices, stack):
                    '; '.join(_name(device) for device in devices), figures)
 
 
-def driver_check(devices, stack, loaded_modules):
-    drivers = STACK_DRIVERS[stack]
-    problems, bound = [], []
-    for device in devices:
-        driver = device.get('driver')
-        if not driver:
-            problems.append('%s has no driver bound (%s expected)' % (_name(device), ' or '.join(drivers)))
-        elif driver not in drivers:
-            problems.append('%s is bound to %s, not %s' % (_name(device), driver, ' or '.join(drivers)))
-        elif driver not in (loaded_modules or []):
-            problems.append('%s is bound to %s, but module %s is not loaded' % (_name(device), driver, driver))
-        else:
-            bound.append(device)
-    return _record('gpu_driver', 'each GPU bound to %s with its module loaded' % ' or '.join(drivers),
-                   '; '.join(problems),
+def driver_check(facts, devices, stack):
+    problems = driver_problems(facts, stack)
+    bound = [device for device in devices if device['address'] not in problems]
+    return _record('gpu_driver', 'each GPU bound to %s with its module loaded' % ' or '.join(STACK_DRIVERS[stack]),
+                   '; '.join(problems[address] for address in sorted(problems)),
                    '%s bound to %s, module loaded' % (', '.join(d['address'] for d in bound), bound[0]['driver'])
                    if bound else '', {'gpus_bound': len(bound)})
 
@@ -196,7 +186,7 @@ def checks(facts, plan, rebooted=False):
     devices = _served(facts, stack)
     return [
         devices_check(devices, stack),
-        driver_check(devices, stack, facts.get('loaded_modules')),
+        driver_check(facts, devices, stack),
         tool_check(facts, devices, stack),
         device_nodes_check(devices, stack, facts),
         versions_check(devices, stack),
