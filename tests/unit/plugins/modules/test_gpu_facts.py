@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ansible_collections.aicluster.lab.plugins.module_utils import gpu
+from ansible_collections.aicluster.lab.plugins.module_utils import gpu, gpu_stack
 from ansible_collections.aicluster.lab.plugins.modules import gpu_facts
 from ansible_collections.aicluster.lab.tests.unit.plugins.module_utils.gpu_sysfs import FIXTURES, build_sysfs
 
@@ -118,7 +118,6 @@ def test_vendor_tools_false_runs_none(run_module, host):
 
 
 def test_distribution_from_os_release(run_module, host, tmp_path, monkeypatch):
-    from ansible_collections.aicluster.lab.plugins.module_utils import gpu_stack
     (tmp_path / 'os-release').write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nID=debian\n')
     monkeypatch.setattr(gpu_stack, 'OS_RELEASE', str(tmp_path / 'os-release'))
     host('cpu-only-ci')
