@@ -205,9 +205,9 @@ def host_plan(facts, container_runtime=False, installed=False, changed=False, ke
     if stack == 'cpu':
         return plan
     if family is None:
+        os_id = (facts.get('distribution') or {}).get('id')
         raise StackChoiceError('gpu stack: %s needs the %s stack, but os-release ID %r names no distribution '
-                               'family of %s' % (plan['reason'], stack, (facts.get('distribution') or {}).get('id'),
-                                                  ', '.join(FAMILIES)))
+                               'family of %s' % (plan['reason'], stack, os_id, ', '.join(FAMILIES)))
     choice = stack_choice(family, stack)
     plan.update(driver_packages=choice['driver_packages'], runtime_packages=choice['runtime_packages'],
                 blacklist_nouveau=choice['blacklist_nouveau'],

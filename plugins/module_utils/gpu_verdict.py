@@ -44,8 +44,8 @@ def _ids(device):
 
 def _name(device):
     model = (device.get('tool') or {}).get('product_name')
-    return '%s %s at %s%s' % (device.get('vendor') or 'vendor ' + (device.get('vendor_id') or '?'), _ids(device),
-                             device.get('address'), ' (%s)' % model if model else '')
+    vendor = device.get('vendor') or 'vendor ' + (device.get('vendor_id') or '?')
+    return '%s %s at %s%s' % (vendor, _ids(device), device.get('address'), ' (%s)' % model if model else '')
 
 
 def cpu_fallback_check(facts):

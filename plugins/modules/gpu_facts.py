@@ -32,7 +32,7 @@ description:
   - When vendors are mixed, NVIDIA comes before AMD and AMD before Intel, and the reason names
     the vendors left out.
   - Adds the distribution from C(/etc/os-release), with the family whose repositories and packages
-    the stack would come from (RV(distribution.family)), so the gpu role needs no second module call.
+    the stack would come from (C(family) of RV(distribution)), so the gpu role needs no second module call.
   - It only reads, so it never reports C(changed) and runs the same in check mode.
 version_added: 0.5.0
 author:
