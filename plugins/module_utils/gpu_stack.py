@@ -21,6 +21,8 @@ Sources, per vendor:
 
 from __future__ import annotations
 
+from ansible_collections.aicluster.lab.plugins.module_utils.rdma import parse_os_release
+
 FAMILIES = ('Debian', 'Ubuntu', 'RHEL')
 STACKS = ('cuda', 'rocm', 'oneapi', 'cpu')
 
@@ -85,3 +87,153 @@ def stack_choice(family, stack):
     choice = dict((key, list(value) if isinstance(value, list) else value) for key, value in data.items())
     choice.update(family=family, stack=stack)
     return choice
+
+
+# ---------------------------------------------------------------- the host's distribution
+
+# os-release IDs of each family (os-release(5): ID, then each ID_LIKE in order). Ubuntu's
+# derivatives name ubuntu before debian in ID_LIKE, so they get Ubuntu's repositories.
+FAMILY_IDS = {
+    'debian': 'Debian',
+    'ubuntu': 'Ubuntu',
+    'rhel': 'RHEL', 'centos': 'RHEL', 'rocky': 'RHEL', 'almalinux': 'RHEL', 'ol': 'RHEL', 'fedora': 'RHEL',
+}
+OS_RELEASE = '/etc/os-release'
+
+
+def distribution(os_release_text):
+    """{id, version_id, family} from the text of /etc/os-release; family is None when neither
+    ID nor ID_LIKE names a family of FAMILIES."""
+    values = parse_os_release(os_release_text)
+    family = None
+    for name in [values.get('ID', '')] + values.get('ID_LIKE', '').split():
+        family = FAMILY_IDS.get(name.lower())
+        if family:
+            break
+    return {'id': values.get('ID') or None, 'version_id': values.get('VERSION_ID') or None, 'family': family}
+
+
+# ---------------------------------------------------------------- containers (k3s)
+
+# NVIDIA Container Toolkit install guide: its own repository (libnvidia-container), the same
+# for every Debian and Ubuntu release (apt expands $(ARCH)), one for every EL release
+# (dnf expands $basearch), signed with one key.
+_TOOLKIT_REPO = 'https://nvidia.github.io/libnvidia-container/stable/'
+CONTAINER_DATA = {
+    'cuda': dict(
+        packages=['nvidia-container-toolkit'],
+        repositories={'Debian': _TOOLKIT_REPO + 'deb/$(ARCH)', 'Ubuntu': _TOOLKIT_REPO + 'deb/$(ARCH)',
+                      'RHEL': _TOOLKIT_REPO + 'rpm/$basearch'},
+        key_url='https://nvidia.github.io/libnvidia-container/gpgkey',
+        # The binary k3s looks for in PATH when it starts (pkg/agent/containerd: "nvidia"
+        # among its alternative runtimes) and writes into containerd's config as runtime
+        # "nvidia"; the RuntimeClass's handler must be that runtime's name.
+        runtime='nvidia', binary='nvidia-container-runtime'),
+}
+
+
+def container_choice(family, stack):
+    """What the stack needs for containers on k3s: packages, repository, key_url, runtime
+    (the containerd runtime name and the RuntimeClass handler), binary; and note, why
+    nothing is needed when the stack has no container runtime of its own."""
+    stack_choice(family, stack)  # names a bad family or stack the same way
+    data = CONTAINER_DATA.get(stack)
+    if data is None:
+        note = {'cpu': 'no GPU stack: containers run on the CPU with the default runtime',
+                'rocm': 'ROCm containers need no runtime of their own: the device plugin passes /dev/kfd and /dev/dri',
+                'oneapi': 'oneAPI containers need no runtime of their own: the device plugin passes /dev/dri'}[stack]
+        return dict(packages=[], repository=None, key_url=None, runtime=None, binary=None, note=note)
+    return dict(packages=list(data['packages']), repository=data['repositories'][family], key_url=data['key_url'],
+                runtime=data['runtime'], binary=data['binary'], note='')
+
+
+# ---------------------------------------------------------------- what the gpu role does
+
+# The driver each stack binds to its devices, and the module that must be loaded for it.
+STACK_DRIVERS = {'cuda': ('nvidia',), 'rocm': ('amdgpu',), 'oneapi': ('i915', 'xe')}
+
+
+def apt_source(repository, keyring):
+    """One-line apt source for a repository as STACK_DATA writes it: a URL alone is a flat
+    repository (suite '/'), a URL followed by words is URL, suite and components."""
+    parts = repository.split()
+    if len(parts) == 1:
+        parts.append('/')
+    return 'deb [signed-by=%s] %s' % (keyring, ' '.join(parts))
+
+
+def driver_problems(facts, stack):
+    """{address: why} for each of the stack's devices that does not run on its driver yet
+    (empty when they all do, and for cpu): no driver bound, another driver bound (nouveau),
+    the driver's module not loaded."""
+    drivers = STACK_DRIVERS.get(stack)
+    if not drivers:
+        return {}
+    problems = {}
+    for device in facts.get('gpus') or []:
+        if device.get('compute_stack') != stack:
+            continue
+        where = '%s %s:%s at %s' % (device.get('vendor'), device['vendor_id'].replace('0x', ''),
+                                    device['device_id'].replace('0x', ''), device['address'])
+        if not device.get('driver'):
+            problems[device['address']] = '%s has no driver bound (%s expected)' % (where, ' or '.join(drivers))
+        elif device['driver'] not in drivers:
+            problems[device['address']] = '%s is bound to %s, not %s' % (where, device['driver'], ' or '.join(drivers))
+        elif device['driver'] not in (device.get('modules') or []):
+            problems[device['address']] = '%s is bound to %s, but module %s is not loaded' % (
+                where, device['driver'], device['driver'])
+    return problems
+
+
+def host_plan(facts, container_runtime=False, installed=False, changed=False, keyring_dir='/etc/apt/keyrings'):
+    """What the gpu role does on a host, from gpu_facts' result (with its distribution):
+    stack, family, reason, driver_packages, runtime_packages, container (container_choice, or
+    None when container_runtime is off), sources ({name, apt, keyring, key_url, baseurl} per
+    repository), blacklist_nouveau, initramfs_command, reboot_reason.
+
+    installed: the driver packages are on the host (the role installed them, or found them):
+    only then can a reboot help a device that does not run on its driver, so only then is
+    reboot_reason set for it. changed: this run installed or upgraded the driver packages or
+    the nouveau blacklist; a driver changed under a running kernel needs a reboot even when
+    the old one is still bound. A cpu host gets nothing to install, whatever its family.
+    """
+    stack = facts.get('recommended_stack') or 'cpu'
+    family = (facts.get('distribution') or {}).get('family')
+    plan = dict(stack=stack, family=family, reason=facts.get('stack_reason') or '', driver_packages=[],
+                runtime_packages=[], container=None, sources=[], blacklist_nouveau=False,
+                initramfs_command=None, reboot_reason='')
+    if stack == 'cpu':
+        return plan
+    if family is None:
+        os_id = (facts.get('distribution') or {}).get('id')
+        raise StackChoiceError('gpu stack: %s needs the %s stack, but os-release ID %r names no distribution '
+                               'family of %s' % (plan['reason'], stack, os_id, ', '.join(FAMILIES)))
+    choice = stack_choice(family, stack)
+    plan.update(driver_packages=choice['driver_packages'], runtime_packages=choice['runtime_packages'],
+                blacklist_nouveau=choice['blacklist_nouveau'],
+                # Debian's initramfs-tools and EL's dracut: the blacklist must be in the
+                # initramfs, or nouveau loads from it before the root file system's modprobe.d.
+                initramfs_command=(['dracut', '--force'] if family == 'RHEL' else ['update-initramfs', '-u']))
+    if choice['repository']:
+        plan['sources'].append(_source('aicluster-gpu-%s' % stack, choice['repository'], choice['key_url'],
+                                       family, keyring_dir))
+    if container_runtime:
+        container = container_choice(family, stack)
+        plan['container'] = container
+        if container['repository']:
+            plan['sources'].append(_source('aicluster-gpu-container', container['repository'],
+                                           container['key_url'], family, keyring_dir))
+    problems = driver_problems(facts, stack) if installed else {}
+    if problems:
+        plan['reboot_reason'] = '; '.join(problems[address] for address in sorted(problems))
+    elif installed and changed and (plan['driver_packages'] or plan['blacklist_nouveau']):
+        plan['reboot_reason'] = 'the driver (%s) or the nouveau blacklist changed under the running kernel' % (
+            ', '.join(plan['driver_packages']) or 'the kernel\'s')
+    return plan
+
+
+def _source(name, repository, key_url, family, keyring_dir):
+    keyring = '%s/%s.asc' % (keyring_dir, name)
+    if family == 'RHEL':
+        return dict(name=name, apt=None, keyring=None, key_url=key_url, baseurl=repository)
+    return dict(name=name, apt=apt_source(repository, keyring), keyring=keyring, key_url=key_url, baseurl=None)

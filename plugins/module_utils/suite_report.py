@@ -35,7 +35,7 @@ RECORD_FIELDS = (
 # added later that are not listed here follow in alphabetical order. 'report' holds
 # the records this module makes up itself (missing hosts, unreadable lines): problems
 # with the run come before anything measured in it.
-CATEGORY_ORDER = ('report', 'L1', 'L2', 'network', 'rdma', 'failover', 'performance', 'chaos')
+CATEGORY_ORDER = ('report', 'L1', 'L2', 'network', 'rdma', 'hardware', 'failover', 'performance', 'chaos')
 REPORT_CATEGORY = 'report'
 
 # XML 1.0 cannot carry most control characters, not even escaped; command output that

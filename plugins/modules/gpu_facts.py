@@ -31,6 +31,8 @@ description:
     inference node falls back to the CPU beside them.
   - When vendors are mixed, NVIDIA comes before AMD and AMD before Intel, and the reason names
     the vendors left out.
+  - Adds the distribution from C(/etc/os-release), with the family whose repositories and packages
+    the stack would come from (C(family) of RV(distribution)), so the gpu role needs no second module call.
   - It only reads, so it never reports C(changed) and runs the same in check mode.
 version_added: 0.5.0
 author:
@@ -171,6 +173,14 @@ device_nodes:
   type: list
   elements: str
   sample: [/dev/nvidia-uvm, /dev/nvidia0, /dev/nvidiactl]
+distribution:
+  description:
+    - The host's C(/etc/os-release) C(ID) and C(VERSION_ID), and its family for the GPU stacks,
+      V(Debian), V(Ubuntu) or V(RHEL) (from C(ID), then C(ID_LIKE)); null where none applies or
+      the file is missing.
+  returned: always
+  type: dict
+  sample: {id: debian, version_id: '12', family: Debian}
 tools:
   description: For each vendor tool, V(read), V(absent) (not installed, or O(vendor_tools) false),
     V(failed) (it exited with an error) or V(malformed) (its output could not be read).
@@ -184,6 +194,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.aicluster.lab.plugins.module_utils import gpu
+from ansible_collections.aicluster.lab.plugins.module_utils import gpu_stack
 
 # ROCm installs its tools here and does not always link them into PATH.
 EXTRA_PATHS = ['/opt/rocm/bin']
@@ -206,6 +217,14 @@ def run_tools(module):
     return outputs, failed
 
 
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return ''
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -214,12 +233,8 @@ def main():
         supports_check_mode=True,
     )
     outputs, failed = run_tools(module) if module.params['vendor_tools'] else ({}, {})
-    try:
-        with open(gpu.PROC_MODULES) as handle:
-            modules_text = handle.read()
-    except (IOError, OSError):
-        modules_text = ''
-    result = gpu.gather(gpu.SYSFS_ROOT, modules_text, gpu.DEV_ROOT, outputs)
+    result = gpu.gather(gpu.SYSFS_ROOT, _read(gpu.PROC_MODULES), gpu.DEV_ROOT, outputs)
+    result['distribution'] = gpu_stack.distribution(_read(gpu_stack.OS_RELEASE))
     for tool, message in sorted(failed.items()):
         result['tools'][tool] = 'failed'
         result['warnings'].insert(0, message)

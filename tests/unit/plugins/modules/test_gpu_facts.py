@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ansible_collections.aicluster.lab.plugins.module_utils import gpu
+from ansible_collections.aicluster.lab.plugins.module_utils import gpu, gpu_stack
 from ansible_collections.aicluster.lab.plugins.modules import gpu_facts
 from ansible_collections.aicluster.lab.tests.unit.plugins.module_utils.gpu_sysfs import FIXTURES, build_sysfs
 
@@ -115,3 +115,12 @@ def test_vendor_tools_false_runs_none(run_module, host):
     result = run_module(gpu_facts, {'vendor_tools': False})
     assert not (bin_dir / 'nvidia-smi.args').exists()
     assert result['tools']['nvidia-smi'] == 'absent' and result['gpus'][0]['tool'] is None
+
+
+def test_distribution_from_os_release(run_module, host, tmp_path, monkeypatch):
+    (tmp_path / 'os-release').write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nID=debian\n')
+    monkeypatch.setattr(gpu_stack, 'OS_RELEASE', str(tmp_path / 'os-release'))
+    host('cpu-only-ci')
+    assert run_module(gpu_facts, {})['distribution'] == {'id': 'debian', 'version_id': '12', 'family': 'Debian'}
+    monkeypatch.setattr(gpu_stack, 'OS_RELEASE', str(tmp_path / 'missing'))
+    assert run_module(gpu_facts, {})['distribution'] == {'id': None, 'version_id': None, 'family': None}
