@@ -50,6 +50,14 @@ def assert_all_layers_passed(report_path, failover=True):
         measured = {c["name"]: c for c in mine if c["category"] == "failover"}
         assert {"bond_failover", "bond_failback"} <= set(measured), measured
         assert {"gap_ms", "lost", "bound_ms"} <= set(measured["bond_failover"]["figures"]), measured
+        # The default profile asks for RoCE on storage: the device and its GID on every node, and
+        # the pair measured from the first node, RDMA beside TCP; no GPU here: the CPU fallback.
+        rdma = {c["name"]: c for c in mine if c["category"] == "rdma"}
+        assert "gid_index" in rdma["rdma_device"]["figures"], rdma
+        if node == NODES[0]:
+            assert {"t_typical_us"} <= set(rdma[f"rdma_latency_{NODES[1]}"]["figures"]), rdma
+            assert {"bw_avg_mbps", "tcp_mbps"} <= set(rdma[f"rdma_bandwidth_{NODES[1]}"]["figures"]), rdma
+        assert [c["name"] for c in mine if c["category"] == "hardware"] == ["gpu_cpu_fallback"], mine
     assert report["summary"]["failed"] == 0
     return report
 
@@ -57,7 +65,9 @@ def assert_all_layers_passed(report_path, failover=True):
 def record_suite(name, run, report):
     gaps = {f"{c['host']}_{c['name']}_gap_ms": c["figures"]["gap_ms"] for c in report["checks"]
             if c["category"] == "failover" and "gap_ms" in c["figures"]}
-    record_benchmark(name, {"wall_s": round(run.seconds, 1), **gaps, **{f"{stage}_s": seconds for stage, seconds
+    rdma = {f"{c['host']}_{c['name']}_{key}": c["figures"][key] for c in report["checks"] if c["category"] == "rdma"
+            for key in ("t_typical_us", "bw_avg_mbps", "tcp_mbps") if key in c["figures"]}
+    record_benchmark(name, {"wall_s": round(run.seconds, 1), **gaps, **rdma, **{f"{stage}_s": seconds for stage, seconds
                                                                         in report["metadata"].get("stages_s", {}).items()}})
 
 
@@ -111,7 +121,8 @@ def test_first_run_provisions_configures_and_passes_every_layer(run_cmd):
     # state.json followed the run to its end.
     state = read_json(pathlib.Path(latest_report(before)).parent / "state.json")
     assert state["status"] == "finished" and state["checks"]["total"] == report["summary"]["total"], state
-    assert [s["stage"] for s in state["stages"]] == ["provision", "network", "validate", "failover", "report"], state
+    assert [s["stage"] for s in state["stages"]] == ["provision", "network", "validate", "rdma", "hardware", "failover",
+                                                     "report"], state
 
 
 def test_second_run_changes_nothing_in_provisioning(run_cmd):
