@@ -67,8 +67,8 @@ def record_suite(name, run, report):
             if c["category"] == "failover" and "gap_ms" in c["figures"]}
     rdma = {f"{c['host']}_{c['name']}_{key}": c["figures"][key] for c in report["checks"] if c["category"] == "rdma"
             for key in ("t_typical_us", "bw_avg_mbps", "tcp_mbps") if key in c["figures"]}
-    record_benchmark(name, {"wall_s": round(run.seconds, 1), **gaps, **rdma, **{f"{stage}_s": seconds for stage, seconds
-                                                                        in report["metadata"].get("stages_s", {}).items()}})
+    stages = {f"{stage}_s": seconds for stage, seconds in report["metadata"].get("stages_s", {}).items()}
+    record_benchmark(name, {"wall_s": round(run.seconds, 1), **gaps, **rdma, **stages})
 
 
 def tasks_listed(run_cmd, *extra):
