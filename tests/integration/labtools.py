@@ -1,5 +1,6 @@
 """Helpers of the integration tests: the checkout, libvirt names, command results."""
 
+import fcntl
 import json
 import pathlib
 import re
@@ -28,6 +29,20 @@ class Run:
 
     def tail(self, lines=60):
         return "\n".join(self.output.splitlines()[-lines:])
+
+    def reports(self):
+        """The report.json files this run wrote, from the paths its report stage printed.
+
+        Read from the run's own output, not from what appeared under results/ meanwhile:
+        tests on other labs run beside this one (pytest-xdist) and write reports too."""
+        named = re.findall(r"(\S*results/[\w-]+)/summary\.md", self.output)
+        return [ROOT / path / "report.json" for path in dict.fromkeys(named)]
+
+    def report(self):
+        """The one report.json this run wrote."""
+        found = self.reports()
+        assert len(found) == 1, f"expected the run to write one report, it named {found}:\n" + self.tail(60)
+        return found[0]
 
     def recap(self):
         """{host: {'ok': n, 'changed': n, ...}} from the last PLAY RECAP."""
@@ -64,6 +79,9 @@ BENCHMARKS = OUTPUT / "benchmarks.json"
 def record_benchmark(name, figures):
     """Add one benchmark's figures to tests/output/benchmarks.json (figures, never assertions)."""
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    data = json.loads(BENCHMARKS.read_text()) if BENCHMARKS.exists() else {}
-    data[name] = figures
-    BENCHMARKS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    # Tests on other labs run in other pytest-xdist workers and record theirs meanwhile.
+    with (OUTPUT / "benchmarks.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(BENCHMARKS.read_text()) if BENCHMARKS.exists() else {}
+        data[name] = figures
+        BENCHMARKS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

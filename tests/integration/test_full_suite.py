@@ -23,11 +23,6 @@ NODES = ["node1", "node2"]
 PLAYBOOK = ["ansible-playbook", "playbooks/full-suite.yml"]
 
 
-def latest_report(before):
-    runs = sorted(set((ROOT / "results").glob("*/report.json")) - set(before))
-    assert runs, "the run wrote no results/<run-id>/report.json"
-    return runs[-1]
-
 
 def assert_all_layers_passed(report_path, failover=True):
     report = read_json(report_path)
@@ -112,16 +107,15 @@ def test_check_mode_on_a_missing_lab_reports_changes_and_creates_nothing(run_cmd
 
 
 def test_first_run_provisions_configures_and_passes_every_layer(run_cmd):
-    before = list((ROOT / "results").glob("*/report.json"))
     run = run_cmd(PLAYBOOK)
     assert run.returncode == 0, run.tail()
-    report = assert_all_layers_passed(latest_report(before))
+    report = assert_all_layers_passed(run.report())
     record_suite("full-suite first run", run, report)
     booted = [c for c in report["checks"] if c["name"] == "l1_systemd_running"]
     assert all("time_to_ssh_s" in c["figures"] for c in booted), booted
     assert virsh_names("list", LAB) == ["aiclab-node1", "aiclab-node2"]
     # state.json followed the run to its end.
-    state = read_json(pathlib.Path(latest_report(before)).parent / "state.json")
+    state = read_json(run.report().parent / "state.json")
     assert state["status"] == "finished" and state["checks"]["total"] == report["summary"]["total"], state
     assert [s["stage"] for s in state["stages"]] == ["provision", "network", "validate", "rdma", "hardware", "failover",
                                                      "report"], state
@@ -131,10 +125,9 @@ def test_second_run_changes_nothing_in_provisioning(run_cmd):
     provision = run_cmd(["ansible-playbook", "playbooks/provision.yml"])
     assert provision.returncode == 0, provision.tail()
     assert all(r["changed"] == 0 for r in provision.recap().values()), provision.changed_tasks()
-    before = list((ROOT / "results").glob("*/report.json"))
     suite = run_cmd(PLAYBOOK)
     assert suite.returncode == 0, suite.tail()
-    record_suite("full-suite second run", suite, assert_all_layers_passed(latest_report(before)))
+    record_suite("full-suite second run", suite, assert_all_layers_passed(suite.report()))
     assert not [t for t in suite.changed_tasks() if t.startswith(("aicluster.lab.vm_lab", "aicluster.lab.network"))], \
         suite.changed_tasks()
 
@@ -215,10 +208,9 @@ def test_a_change_that_cuts_the_node_off_is_rolled_back_by_the_node(run_cmd):
     assert again.recap()["node2"]["changed"] == 0, again.changed_tasks()
     # The node is whole again: every validation layer passes (the failover stage proves
     # nothing more about a rollback, and the next full-suite runs measure it anyway).
-    before = list((ROOT / "results").glob("*/report.json"))
     validate = run_cmd(["ansible-playbook", "playbooks/validate.yml"])
     assert validate.returncode == 0, validate.tail()
-    assert_all_layers_passed(latest_report(before), failover=False)
+    assert_all_layers_passed(validate.report(), failover=False)
 
 
 def test_a_change_to_one_network_reconfigures_only_its_link(run_cmd):
@@ -243,12 +235,11 @@ def test_a_link_on_the_path_with_a_smaller_mtu_fails_the_path_mtu_check(run_cmd)
     tap = next(line.split()[0] for line in active if "aiclab-trunk" in line)
     subprocess.run(["ip", "link", "set", tap, "mtu", "1400"], check=True)
     try:
-        before = list((ROOT / "results").glob("*/report.json"))
         run = run_cmd(["ansible-playbook", "playbooks/validate.yml"])
     finally:
         subprocess.run(["ip", "link", "set", tap, "mtu", "1500"], check=True)
     assert run.returncode != 0, run.tail()
-    checks = read_json(latest_report(before))["checks"]
+    checks = read_json(run.report())["checks"]
     failed = {(c["host"], c["name"]): c["message"] for c in checks if c["status"] == "failed"}
     expected = {(node, f"net_path_mtu_{net}_{peer}") for net in ("cluster", "storage")
                 for node, peer in (("node1", "node2"), ("node2", "node1"))}
@@ -268,9 +259,8 @@ def test_teardown_leaves_nothing(run_cmd):
 
 
 def test_a_new_lab_is_restored_from_the_saved_boot_state(run_cmd):
-    before = list((ROOT / "results").glob("*/report.json"))
     run = run_cmd(PLAYBOOK)
     assert run.returncode == 0, run.tail()
-    report = assert_all_layers_passed(latest_report(before))
+    report = assert_all_layers_passed(run.report())
     booted = {c["host"]: c for c in report["checks"] if c["name"] == "l1_systemd_running"}
     assert all("(restored)" in booted[n]["message"] for n in NODES), booted

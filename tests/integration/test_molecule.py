@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-from labtools import record_benchmark, virsh_names
+from labtools import read_json, record_benchmark, virsh_names
 
 pytestmark = pytest.mark.vm
 
@@ -79,20 +79,6 @@ FAULT_CHECKS = {
 }
 
 
-RESULTS = pathlib.Path(__file__).resolve().parents[2] / "results"
-
-
-def run_dirs():
-    return set(RESULTS.glob("*/report.json")) if RESULTS.exists() else set()
-
-
-def side_effect_report(before, run):
-    """The one report the side effect wrote (a results directory that is new since `before`)."""
-    new = sorted(run_dirs() - before)
-    assert len(new) == 1, f"expected one new report, found {new}:\n" + run.tail(60)
-    return json.loads(new[0].read_text())
-
-
 def check_fault_report(scenario, report):
     """Every expected check passed with its figures; returns all figures, as host/check.figure."""
     checks = {(check["host"], check["name"]): check for check in report["checks"]}
@@ -111,7 +97,6 @@ def check_fault_report(scenario, report):
 
 @pytest.mark.parametrize("scenario, lab", list(SCENARIOS.items()))
 def test_molecule_scenario_passes_and_leaves_nothing(run_cmd, scenario, lab):
-    before = run_dirs()
     run = run_cmd(["molecule", "test", "-s", scenario], env={"AICLUSTER_LAB_KEEP": ""})
     assert run.returncode == 0, run.tail(80)
     if scenario not in WITHOUT_IDEMPOTENCE:
@@ -125,7 +110,7 @@ def test_molecule_scenario_passes_and_leaves_nothing(run_cmd, scenario, lab):
         key = f"{action}_s" if f"{action}_s" not in actions else f"{action}_again_s"
         if end is not None:
             actions[key] = round(end - start, 1)
-    figures = check_fault_report(scenario, side_effect_report(before, run)) if scenario in FAULT_CHECKS else {}
+    figures = check_fault_report(scenario, read_json(run.report())) if scenario in FAULT_CHECKS else {}
     record_benchmark(f"molecule {scenario}", {"wall_s": round(run.seconds, 1), **actions, **figures})
     assert virsh_names("list", lab + "-") == []
     assert virsh_names("net-list", lab + "-") == []
