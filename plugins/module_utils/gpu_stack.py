@@ -21,7 +21,7 @@ Sources, per vendor:
 
 from __future__ import annotations
 
-from ansible_collections.aicluster.lab.plugins.module_utils.rdma import parse_os_release
+from ansible_collections.aicluster.lab.plugins.module_utils.os_release import family_of, parse_os_release
 
 FAMILIES = ('Debian', 'Ubuntu', 'RHEL')
 STACKS = ('cuda', 'rocm', 'oneapi', 'cpu')
@@ -105,11 +105,7 @@ def distribution(os_release_text):
     """{id, version_id, family} from the text of /etc/os-release; family is None when neither
     ID nor ID_LIKE names a family of FAMILIES."""
     values = parse_os_release(os_release_text)
-    family = None
-    for name in [values.get('ID', '')] + values.get('ID_LIKE', '').split():
-        family = FAMILY_IDS.get(name.lower())
-        if family:
-            break
+    family = family_of(values, FAMILY_IDS)
     return {'id': values.get('ID') or None, 'version_id': values.get('VERSION_ID') or None, 'family': family}
 
 

@@ -23,6 +23,8 @@ import ipaddress
 import json
 import re
 
+from ansible_collections.aicluster.lab.plugins.module_utils.os_release import family_of, parse_os_release
+
 
 class RdmaInputError(ValueError):
     """Output that is not what read-state.sh prints, or a plan the host cannot serve."""
@@ -69,22 +71,9 @@ def sections(text):
     return found
 
 
-def parse_os_release(text):
-    values = {}
-    for line in (text or "").splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip()] = value.strip().strip('"').strip("'")
-    return values
-
-
 def package_family(os_release):
     """'Debian' or 'RedHat' from os-release's ID, then ID_LIKE; None when neither is known."""
-    ids = [os_release.get("ID", "")] + os_release.get("ID_LIKE", "").split()
-    for name in ids:
-        if name.lower() in FAMILIES:
-            return FAMILIES[name.lower()]
-    return None
+    return family_of(os_release, FAMILIES)
 
 
 def parse_rdma_links(text):

@@ -124,6 +124,17 @@ def _last_line(text):
     return repr(lines[-1][:160]) if lines else "no output"
 
 
+def _perftest_run(kind, tool, found, rcs):
+    """(figures, problem) of one perftest run in the pair script's output (kind: lat or bw)."""
+    problem = _tool_problem(kind, found, rcs)
+    if problem:
+        return {}, problem
+    try:
+        return perftest_figures(kind, found.get(kind), found.get(f"{kind}_report")), ""
+    except PerftestError as exc:
+        return {}, f"{tool}: {exc}"
+
+
 def pair_checks(output, client, server, thresholds):
     """The checks of one client -> server run of the pair script (roles/rdma/templates/pair-client.sh.j2).
 
@@ -166,12 +177,7 @@ def pair_checks(output, client, server, thresholds):
                            f"{figures.get('iterations')} exchanges, {figures.get('usec_per_iter')} us each", figures))
 
     max_us = thresholds["max_latency_us"]
-    figures, problem = {}, _tool_problem("lat", found, rcs)
-    if not problem:
-        try:
-            figures = perftest_figures("lat", found.get("lat"), found.get("lat_report"))
-        except PerftestError as exc:
-            problem = f"ib_send_lat: {exc}"
+    figures, problem = _perftest_run("lat", "ib_send_lat", found, rcs)
     if not problem and figures.get("t_typical_us", 0) > max_us:
         problem = f"typical latency {figures['t_typical_us']:g} us (at most {max_us:g} us expected)"
     records.append(_record(
@@ -180,12 +186,7 @@ def pair_checks(output, client, server, thresholds):
                  f"p99 {figures.get('p99_us')} us (at most {max_us:g} us)", figures))
 
     min_mbps = thresholds["min_bandwidth_mbps"]
-    figures, problem = {}, _tool_problem("bw", found, rcs)
-    if not problem:
-        try:
-            figures = perftest_figures("bw", found.get("bw"), found.get("bw_report"))
-        except PerftestError as exc:
-            problem = f"ib_write_bw: {exc}"
+    figures, problem = _perftest_run("bw", "ib_write_bw", found, rcs)
     if not problem and figures.get("bw_avg_mbps", 0) < min_mbps:
         problem = f"average {figures['bw_avg_mbps']:g} Mbit/s (at least {min_mbps:g} Mbit/s expected)"
     tcp = iperf3_run(found.get("iperf3") or "", "", rcs.get("iperf3"))

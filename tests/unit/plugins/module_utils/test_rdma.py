@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from ansible_collections.aicluster.lab.plugins.module_utils import rdma
+from ansible_collections.aicluster.lab.plugins.module_utils.os_release import parse_os_release
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "rdma"
 ROLE_DEFAULTS = pathlib.Path(__file__).resolve().parents[4] / "roles" / "rdma" / "defaults" / "main.yml"
@@ -60,7 +61,7 @@ def test_a_state_that_is_not_read_state_output_is_refused():
     ("ID=alpine", None),
 ])
 def test_package_family_from_os_release(os_release, family):
-    assert rdma.package_family(rdma.parse_os_release(os_release)) == family
+    assert rdma.package_family(parse_os_release(os_release)) == family
 
 
 def test_package_choice_per_family_is_the_roles_data():
