@@ -8,11 +8,15 @@ Sources, per vendor:
   * NVIDIA: the CUDA Installation Guide for Linux (12.x), network repository method: the
     repository per distribution under developer.download.nvidia.com/compute/cuda/repos, its
     signing key, the cuda-drivers and cuda-toolkit meta packages, and nouveau disabled before
-    the driver loads.
+    the driver loads. The key file names (3bf863cc for the Debian and Ubuntu repositories,
+    D42D0685 for the EL ones) are the short ids of NVIDIA's table of active repository keys
+    (its cuda-repo-management project).
   * AMD: ROCm's installation guide (6.2): the amdgpu-install and native package-manager
     methods, repo.radeon.com with rocm.gpg.key, amdgpu-dkms for the driver and the rocm meta
-    package. ROCm publishes no Debian repository of its own: Debian 12 uses the Ubuntu 22.04
-    (jammy) one, as ROCm's Debian instructions do.
+    package. They come from two repositories, both signed with that key: the driver from
+    amdgpu/<version> and the runtime from rocm/apt/<version> (rocm/el9/<version> on EL).
+    ROCm publishes no Debian repository of its own: Debian 12 uses the Ubuntu 22.04 (jammy)
+    ones, as ROCm's Debian instructions do.
   * Intel: Debian 12 ships the compute runtime in main (intel-opencl-icd 22.43, libze1 1.8,
     checked with apt-cache); Ubuntu and RHEL use Intel's GPU repository
     (repositories.intel.com/gpu) and its intel-graphics key. The kernel's i915 is the driver,
@@ -34,41 +38,42 @@ STACK_DATA = {
     ('Debian', 'cuda'): dict(
         driver_packages=['cuda-drivers'], runtime_packages=['cuda-toolkit'],
         repository=_CUDA_REPO % 'debian12', key_url=(_CUDA_REPO % 'debian12') + '3bf863cc.pub',
-        blacklist_nouveau=True),
+        driver_repository=None, blacklist_nouveau=True),
     ('Ubuntu', 'cuda'): dict(
         driver_packages=['cuda-drivers'], runtime_packages=['cuda-toolkit'],
         repository=_CUDA_REPO % 'ubuntu2204', key_url=(_CUDA_REPO % 'ubuntu2204') + '3bf863cc.pub',
-        blacklist_nouveau=True),
+        driver_repository=None, blacklist_nouveau=True),
     ('RHEL', 'cuda'): dict(
         driver_packages=['cuda-drivers'], runtime_packages=['cuda-toolkit'],
         repository=_CUDA_REPO % 'rhel9', key_url=(_CUDA_REPO % 'rhel9') + 'D42D0685.pub',
-        blacklist_nouveau=True),
+        driver_repository=None, blacklist_nouveau=True),
     ('Debian', 'rocm'): dict(
         driver_packages=['amdgpu-dkms'], runtime_packages=['rocm'],
         repository='https://repo.radeon.com/rocm/apt/6.2 jammy main', key_url=_ROCM_KEY,
-        blacklist_nouveau=False),
+        driver_repository='https://repo.radeon.com/amdgpu/6.2/ubuntu jammy main', blacklist_nouveau=False),
     ('Ubuntu', 'rocm'): dict(
         driver_packages=['amdgpu-dkms'], runtime_packages=['rocm'],
         repository='https://repo.radeon.com/rocm/apt/6.2 jammy main', key_url=_ROCM_KEY,
-        blacklist_nouveau=False),
+        driver_repository='https://repo.radeon.com/amdgpu/6.2/ubuntu jammy main', blacklist_nouveau=False),
     ('RHEL', 'rocm'): dict(
         driver_packages=['amdgpu-dkms'], runtime_packages=['rocm'],
         repository='https://repo.radeon.com/rocm/el9/6.2/main', key_url=_ROCM_KEY,
-        blacklist_nouveau=False),
+        driver_repository='https://repo.radeon.com/amdgpu/6.2/el/9.4/main/x86_64/', blacklist_nouveau=False),
     ('Debian', 'oneapi'): dict(
         driver_packages=[], runtime_packages=['intel-opencl-icd', 'libze1'],
-        repository=None, key_url=None, blacklist_nouveau=False),
+        repository=None, key_url=None, driver_repository=None, blacklist_nouveau=False),
     ('Ubuntu', 'oneapi'): dict(
         driver_packages=[], runtime_packages=['intel-opencl-icd', 'intel-level-zero-gpu', 'level-zero'],
         repository='https://repositories.intel.com/gpu/ubuntu jammy unified', key_url=_INTEL_KEY,
-        blacklist_nouveau=False),
+        driver_repository=None, blacklist_nouveau=False),
     ('RHEL', 'oneapi'): dict(
         driver_packages=[], runtime_packages=['intel-opencl', 'intel-level-zero-gpu', 'level-zero'],
         repository='https://repositories.intel.com/gpu/rhel/9.4/unified/', key_url=_INTEL_KEY,
-        blacklist_nouveau=False),
+        driver_repository=None, blacklist_nouveau=False),
 }
 
-_NOTHING = dict(driver_packages=[], runtime_packages=[], repository=None, key_url=None, blacklist_nouveau=False)
+_NOTHING = dict(driver_packages=[], runtime_packages=[], repository=None, key_url=None, driver_repository=None,
+                blacklist_nouveau=False)
 
 
 class StackChoiceError(ValueError):
@@ -77,7 +82,8 @@ class StackChoiceError(ValueError):
 
 def stack_choice(family, stack):
     """What to install for stack on a host of family: driver_packages, runtime_packages,
-    repository, key_url, blacklist_nouveau (and family, stack). cpu installs nothing
+    repository, key_url, driver_repository (the driver's own repository, signed with the same
+    key, where it is not the runtime's), blacklist_nouveau (and family, stack). cpu installs nothing
     vendor-specific on any known family."""
     if family not in FAMILIES:
         raise StackChoiceError('gpu stack: distribution family %r is not one of %s' % (family, ', '.join(FAMILIES)))
@@ -213,6 +219,9 @@ def host_plan(facts, container_runtime=False, installed=False, changed=False, ke
     if choice['repository']:
         plan['sources'].append(_source('aicluster-gpu-%s' % stack, choice['repository'], choice['key_url'],
                                        family, keyring_dir))
+    if choice['driver_repository']:
+        plan['sources'].append(_source('aicluster-gpu-%s-driver' % stack, choice['driver_repository'],
+                                       choice['key_url'], family, keyring_dir))
     if container_runtime:
         container = container_choice(family, stack)
         plan['container'] = container

@@ -15,6 +15,9 @@ ROCM_KEY = 'https://repo.radeon.com/rocm/rocm.gpg.key'
 INTEL_KEY = 'https://repositories.intel.com/gpu/intel-graphics.key'
 
 
+AMDGPU = 'https://repo.radeon.com/amdgpu/6.2/'
+
+
 @pytest.mark.parametrize('family, stack, driver, runtime, repository, key, nouveau', [
     ('Debian', 'cuda', ['cuda-drivers'], ['cuda-toolkit'], CUDA % 'debian12', CUDA % 'debian12' + '3bf863cc.pub', True),
     ('Ubuntu', 'cuda', ['cuda-drivers'], ['cuda-toolkit'], CUDA % 'ubuntu2204', CUDA % 'ubuntu2204' + '3bf863cc.pub',
@@ -32,14 +35,17 @@ INTEL_KEY = 'https://repositories.intel.com/gpu/intel-graphics.key'
 def test_every_family_and_vendor(family, stack, driver, runtime, repository, key, nouveau):
     assert stack_choice(family, stack) == {
         'family': family, 'stack': stack, 'driver_packages': driver, 'runtime_packages': runtime,
-        'repository': repository, 'key_url': key, 'blacklist_nouveau': nouveau}
+        'repository': repository, 'key_url': key, 'blacklist_nouveau': nouveau,
+        # ROCm's driver (amdgpu-dkms) is in AMD's amdgpu repository, not in the ROCm one.
+        'driver_repository': {('Debian', 'rocm'): AMDGPU + 'ubuntu jammy main', ('Ubuntu', 'rocm'): AMDGPU + 'ubuntu jammy main',
+                              ('RHEL', 'rocm'): AMDGPU + 'el/9.4/main/x86_64/'}.get((family, stack))}
 
 
 @pytest.mark.parametrize('family', ['Debian', 'Ubuntu', 'RHEL'])
 def test_cpu_installs_nothing_vendor_specific(family):
     assert stack_choice(family, 'cpu') == {
         'family': family, 'stack': 'cpu', 'driver_packages': [], 'runtime_packages': [], 'repository': None,
-        'key_url': None, 'blacklist_nouveau': False}
+        'key_url': None, 'driver_repository': None, 'blacklist_nouveau': False}
 
 
 def test_only_nvidia_blacklists_nouveau():
@@ -136,12 +142,24 @@ def test_a_cpu_host_installs_nothing_on_any_distribution(family):
 def test_every_family_and_stack_gets_its_source(family, stack, apt, baseurl):
     plan = host_plan(host_facts(stack, family))
     choice = stack_choice(family, stack)
-    [source] = plan['sources']
+    source = plan['sources'][0]
     assert (source['apt'], source['baseurl'], source['key_url']) == (apt, baseurl, choice['key_url'])
     assert source['name'] == 'aicluster-gpu-%s' % stack
+    assert len(plan['sources']) == (2 if stack == 'rocm' else 1), plan['sources']
     assert (plan['driver_packages'], plan['runtime_packages']) == (choice['driver_packages'], choice['runtime_packages'])
     assert plan['blacklist_nouveau'] is (stack == 'cuda')
     assert plan['initramfs_command'] == (['dracut', '--force'] if family == 'RHEL' else ['update-initramfs', '-u'])
+
+
+@pytest.mark.parametrize('family, apt, baseurl', [
+    ('Debian', 'deb [signed-by=/etc/apt/keyrings/aicluster-gpu-rocm-driver.asc] '
+               'https://repo.radeon.com/amdgpu/6.2/ubuntu jammy main', None),
+    ('RHEL', None, 'https://repo.radeon.com/amdgpu/6.2/el/9.4/main/x86_64/'),
+])
+def test_rocm_gets_the_amdgpu_repository_for_its_driver(family, apt, baseurl):
+    driver = host_plan(host_facts('rocm', family))['sources'][1]
+    assert (driver['name'], driver['apt'], driver['baseurl']) == ('aicluster-gpu-rocm-driver', apt, baseurl)
+    assert driver['key_url'] == ROCM_KEY
 
 
 def test_debian_oneapi_needs_no_repository():
