@@ -25,10 +25,10 @@ def _libvirt_problem():
     return None
 
 
-# Two lanes of VM tests run side by side (./lab test: pytest-xdist, --dist loadgroup): each
-# lab's tests run in order in one lane, never beside another test on the same lab, and the
-# lanes hold about the same work measured serially (lab: seconds). The host's two cores are
-# shared while a guest waits on SSH round trips and the controller waits on the guest.
+# Two lanes of VM tests run side by side (./lab test: two pytest-xdist workers): each lab's
+# tests run in order in one lane, never beside another test on the same lab, and the lanes
+# hold about the same work measured serially (lab: seconds). The host's two cores are shared
+# while a guest waits on SSH round trips and the controller waits on the guest.
 # Every run of full-suite.yml (aiclab's suite, aicbad's refused profiles) stays in one lane:
 # the killed-run test tells its state.json from others by the playbook's name.
 LANES = {
@@ -39,14 +39,34 @@ LANES = {
     "aicbad": "lane-b",   # bad input, refused before any change: about 150 s
     "molbond": "lane-b",  # bonding-vlans, rdma: about 510 s
 }
+# The lab of each test module that boots one lab (each also says so in its LAB); molecule
+# scenarios name theirs in the test's id, [<scenario>-<lab>].
+MODULE_LABS = {"test_full_suite.py": "aiclab", "test_bad_input.py": "aicbad", "test_boot_watch.py": "aicpanic"}
 
 
-def lab_of(item):
-    """The lab a VM test uses: its `lab` parameter (molecule scenarios) or its module's LAB."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and "lab" in callspec.params:
-        return callspec.params["lab"]
-    return getattr(item.module, "LAB", "").rstrip("-") or None
+def lab_of(nodeid):
+    """The lab a VM test uses, from its id alone (the scheduler sees nothing else)."""
+    path, _sep, name = nodeid.partition("::")
+    module = path.rsplit("/", 1)[-1]
+    if module == "test_molecule.py":
+        match = re.search(r"-(\w+)\]$", name)
+        return match.group(1) if match else None
+    return MODULE_LABS.get(module)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    # pytest-xdist's own loadgroup cannot be used: it renames items (item._nodeid), which
+    # pytest 9 no longer reads, so its groups are silently ignored. A scope per lane instead:
+    # every test of a lane is one unit of work, sent to one worker in collection order.
+    from xdist.scheduler import LoadScopeScheduling  # pylint: disable=import-outside-toplevel
+
+    class LabLanes(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            lab = lab_of(nodeid)
+            return LANES.get(lab, lab) if lab else nodeid
+
+    return LabLanes(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -56,8 +76,13 @@ def pytest_collection_modifyitems(config, items):
             continue
         if problem:
             item.add_marker(pytest.mark.skip(reason=problem))
-        lab = lab_of(item)
-        item.add_marker(pytest.mark.xdist_group(LANES.get(lab, lab or "vm")))
+        # A VM test the lanes do not know would run beside its lab's other tests.
+        lab = getattr(item, "callspec", None) and item.callspec.params.get("lab")
+        lab = lab or getattr(item.module, "LAB", "").rstrip("-")
+        if lab_of(item.nodeid) != lab:
+            raise pytest.UsageError(f"{item.nodeid}: its lab {lab!r} is not known to the lanes in "
+                                    f"tests/integration/conftest.py (MODULE_LABS, LANES), it would run beside "
+                                    f"another test on the same lab")
 
 
 @pytest.fixture
