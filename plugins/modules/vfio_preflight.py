@@ -189,7 +189,7 @@ def main():
     except vfio.DeviceError as exc:
         module.fail_json(msg=str(exc))
     if result['problems'] and module.params['fail_on_problems']:
-        module.fail_json(msg='PCI passthrough is not possible: ' + ' '.join(result['problems']), **result)
+        module.fail_json(msg='PCI passthrough is not possible: ' + '; '.join(result['problems']), **result)
     module.exit_json(changed=False, **result)
 
 
