@@ -133,11 +133,41 @@ def lab_node_specs(hosts, hostvars, lab, plan_hosts=None):
             if nic["mac"] in used_macs:
                 raise AnsibleFilterError(f"host {host}: {field}: {nic['mac']} is already used by {used_macs[nic['mac']]}")
             used_macs[nic["mac"]] = f"host {host} (eth{index})"
+        spec.update(_hardware(host, hv))
+        if spec.get("iommu"):
+            # The guest kernel leaves an emulated Intel IOMMU off unless told (Debian's default).
+            spec["cmdline"] += " intel_iommu=on"
         # The snapshot key covers everything the saved memory state depends on.
         fingerprint = json.dumps([lab["image_key"], spec], sort_keys=True)
         spec["snapshot_key"] = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
         specs.append(spec)
     return specs
+
+
+_MACHINES = ("pc", "q35")
+_VIDEO_MODELS = ("vga", "virtio", "bochs", "qxl", "cirrus")
+
+
+def _hardware(host, hv):
+    """The node's machine type, emulated IOMMU and display devices, when the host asks for them.
+
+    Only what differs from the plain PC (pc, no IOMMU, no display) enters the spec, so the
+    specs, and the snapshot keys of labs that ask for none of it, stay as they were.
+    """
+    machine = hv.get("vm_lab_machine", "pc")
+    if machine not in _MACHINES:
+        raise AnsibleFilterError(f"host {host}: vm_lab_machine: {machine!r} is not one of {', '.join(_MACHINES)}")
+    iommu = hv.get("vm_lab_iommu", False)
+    if not isinstance(iommu, bool):
+        raise AnsibleFilterError(f"host {host}: vm_lab_iommu: {iommu!r} is not true or false")
+    if iommu and machine != "q35":
+        raise AnsibleFilterError(f"host {host}: vm_lab_iommu: true needs vm_lab_machine q35, not {machine!r}")
+    video = hv.get("vm_lab_video", [])
+    if not isinstance(video, list) or any(model not in _VIDEO_MODELS for model in video):
+        raise AnsibleFilterError(
+            f"host {host}: vm_lab_video: {video!r} must be a list of display models from {', '.join(_VIDEO_MODELS)}")
+    wanted = {"machine": machine, "iommu": iommu, "video": list(video)}
+    return {key: value for key, value in wanted.items() if value and value != "pc"}
 
 
 def _dhcp_plan(network, leases, field, network_label):

@@ -27,6 +27,7 @@ from ansible_collections.aicluster.lab.plugins.module_utils.libvirt_xml import (
     build_domain_xml,
     changed_keys,
     merge_files,
+    parse_hostdev,
     project_domain,
     render,
     resolve_cpu_model,
@@ -45,6 +46,23 @@ STATE_NAMES = {
     4: 'shutdown', 5: 'shutoff', 6: 'crashed', 7: 'pmsuspended',
 }
 UNDEFINE_FLAGS = 1 | 2  # VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+
+
+def devices_with_id(sysfs_pci, pci_id):
+    """Addresses of the PCI devices whose vendor and device ids are ``pci_id`` (``10de:2684``)."""
+    vendor, device = pci_id.split(':')
+    found = []
+    for address in sorted(os.listdir(sysfs_pci)) if os.path.isdir(sysfs_pci) else []:
+        ids = []
+        for name in ('vendor', 'device'):
+            try:
+                with open(os.path.join(sysfs_pci, address, name)) as handle:
+                    ids.append(handle.read().strip().lower().replace('0x', ''))
+            except (IOError, OSError):
+                ids.append(None)
+        if ids == [vendor, device]:
+            found.append(address)
+    return found
 
 
 class DomainRunner(object):
@@ -116,10 +134,27 @@ class DomainRunner(object):
                           % (key, path, os.path.dirname(path)))
 
     def check_hostdevs(self, spec):
-        for index, addr in enumerate(spec['hostdevs']):
-            if not os.path.exists(os.path.join(SYSFS_PCI, addr)):
-                self.fail('hostdevs[%d]: %s does not exist on this host (no %s)'
-                          % (index, addr, os.path.join(SYSFS_PCI, addr)))
+        """Every address exists; every vendor:device id is replaced by the devices that carry it."""
+        resolved, seen = [], {}
+        for index, entry in enumerate(spec['hostdevs']):
+            kind, value = parse_hostdev(entry, 'hostdevs[%d]' % index)
+            if kind == 'address':
+                if not os.path.exists(os.path.join(SYSFS_PCI, value)):
+                    self.fail('hostdevs[%d]: %s does not exist on this host (no %s)'
+                              % (index, value, os.path.join(SYSFS_PCI, value)))
+                found = [value]
+            else:
+                found = devices_with_id(SYSFS_PCI, value)
+                if not found:
+                    self.fail('hostdevs[%d]: no PCI device with vendor:device id %s on this host (%s)'
+                              % (index, value, SYSFS_PCI))
+            for address in found:
+                if address in seen:
+                    self.fail('hostdevs[%d]: %s (%s) is already listed as hostdevs[%d]'
+                              % (index, entry, address, seen[address]))
+                seen[address] = index
+                resolved.append(address)
+        spec['hostdevs'] = resolved
 
     def check_nics(self, spec, before, will_start):
         old_macs = [iface['mac'] for iface in before['interfaces']] if before else []

@@ -30,8 +30,14 @@ FORWARD_MODES = ('none', 'nat', 'route')
 DOMAIN_TYPES = ('auto', 'qemu', 'kvm')
 CPU_MODES = ('host-passthrough', 'host-model')
 FILE_ROLES = ('overlay', 'seed', 'save')
+MACHINES = ('pc', 'q35')
+# libvirt's video models that QEMU offers as a PCI display device: vga is QEMU's std VGA
+# (1234:1111, class 0x030000); virtio is virtio-vga when it comes first and virtio-gpu-pci
+# (1af4:1050, class 0x038000) after another one (measured on a q35 lab node, issue #13).
+VIDEO_MODELS = ('vga', 'virtio', 'bochs', 'qxl', 'cirrus')
 
 _PCI_RE = re.compile(r'^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$')
+_PCI_ID_RE = re.compile(r'^([0-9a-f]{4}):([0-9a-f]{4})$')
 _UUID_RE = re.compile(r'^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$')
 _MODEL_RE = re.compile(r'^[A-Za-z0-9_.-]+$')
 _HOSTNAME_RE = re.compile(r'^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)'
@@ -89,6 +95,33 @@ def format_pci_address(parsed):
 
 def normalize_pci_address(value, field):
     return format_pci_address(parse_pci_address(value, field))
+
+
+def parse_hostdev(value, field):
+    """A hostdevs entry: a PCI address (normalised) or a vendor:device id like ``10de:2684``.
+
+    Returns ``('address', '0000:01:00.0')`` or ``('id', '10de:2684')``; an id is resolved to the
+    devices that carry it on the host (sysfs), which only the module can read.
+    """
+    text = str(value).strip().lower()
+    if _PCI_ID_RE.match(text):
+        return 'id', text
+    try:
+        return 'address', normalize_pci_address(text, field)
+    except SpecError:
+        raise SpecError('%s: %s is neither a PCI address like 0000:01:00.0 nor a vendor:device id like 10de:2684'
+                        % (field, value)) from None
+
+
+def machine_family(machine):
+    """``q35`` or ``pc`` for libvirt's versioned machine names (``pc-q35-7.2``, ``pc-i440fx-7.2``)."""
+    if not machine:
+        return None
+    if machine == 'q35' or 'q35' in machine:
+        return 'q35'
+    if machine == 'pc' or machine.startswith('pc-i440fx') or machine.startswith('pc-'):
+        return 'pc'
+    return machine
 
 
 def normalize_uuid(value, field):
@@ -368,6 +401,9 @@ def validate_domain_params(params):
         'cdrom': None,
         'nics': [],
         'hostdevs': [],
+        'machine': params.get('machine') or 'pc',
+        'iommu': bool(params.get('iommu')),
+        'video': [],
         'serial_log': None,
         'owner': params.get('owner') or 'aicluster.lab',
         'files': [],
@@ -433,12 +469,22 @@ def validate_domain_params(params):
             raise SpecError('%s.model: %s is not a NIC model name' % (field, model))
         spec['nics'].append({'network': nic['network'], 'mac': mac, 'model': model})
 
+    if spec['machine'] not in MACHINES:
+        raise SpecError('machine: %s is not one of %s' % (spec['machine'], ', '.join(MACHINES)))
+    if spec['iommu'] and spec['machine'] != 'q35':
+        # QEMU's intel-iommu device exists on q35 only; on pc QEMU refuses to start.
+        raise SpecError('iommu: true needs machine q35, not %s' % spec['machine'])
+    for index, model in enumerate(params.get('video') or []):
+        if model not in VIDEO_MODELS:
+            raise SpecError('video[%d]: %s is not one of %s' % (index, model, ', '.join(VIDEO_MODELS)))
+        spec['video'].append(model)
+
     seen_pci = {}
-    for index, addr in enumerate(params.get('hostdevs') or []):
+    for index, entry in enumerate(params.get('hostdevs') or []):
         field = 'hostdevs[%d]' % index
-        norm = normalize_pci_address(addr, field)
+        _kind, norm = parse_hostdev(entry, field)
         if norm in seen_pci:
-            raise SpecError('%s: %s is already listed as hostdevs[%d]' % (field, addr, seen_pci[norm]))
+            raise SpecError('%s: %s is already listed as hostdevs[%d]' % (field, entry, seen_pci[norm]))
         seen_pci[norm] = index
         spec['hostdevs'].append(norm)
 
@@ -485,6 +531,7 @@ def build_domain_xml(spec):
     os_type.text = 'hvm'
     if spec.get('arch'):
         os_type.set('arch', spec['arch'])
+    os_type.set('machine', spec.get('machine') or 'pc')
     if spec.get('kernel'):
         ET.SubElement(os_elem, 'kernel').text = spec['kernel']
         if spec.get('initrd'):
@@ -498,6 +545,9 @@ def build_domain_xml(spec):
     # Without ACPI the guest never sees the power button that state=shutdown presses.
     ET.SubElement(features, 'acpi')
     ET.SubElement(features, 'apic')
+    if spec.get('iommu'):
+        # Interrupt remapping (intremap) needs the IOAPIC in QEMU, not split into KVM.
+        ET.SubElement(features, 'ioapic', driver='qemu')
     if spec['type'] == 'qemu' and spec.get('tb_cache_mib'):
         tcg = ET.SubElement(features, 'tcg')
         ET.SubElement(tcg, 'tb-cache', unit='MiB').text = str(spec['tb_cache_mib'])
@@ -532,6 +582,15 @@ def build_domain_xml(spec):
             ET.SubElement(iface, 'mac', address=nic['mac'])
         ET.SubElement(iface, 'source', network=nic['network'])
         ET.SubElement(iface, 'model', type=nic.get('model') or 'virtio')
+    for model in spec.get('video') or []:
+        # libvirt makes the first the primary display (the VGA-compatible one).
+        video = ET.SubElement(devices, 'video')
+        ET.SubElement(video, 'model', type=model)
+    if spec.get('iommu'):
+        # caching_mode lets the guest's IOMMU driver announce every mapping, which QEMU needs
+        # to emulate one (and vfio in the guest needs it to assign devices).
+        iommu = ET.SubElement(devices, 'iommu', model='intel')
+        ET.SubElement(iommu, 'driver', intremap='on', caching_mode='on')
     for addr in spec.get('hostdevs') or []:
         pci = parse_pci_address(addr, 'hostdevs')
         hostdev = ET.SubElement(devices, 'hostdev', mode='subsystem', type='pci', managed='yes')
@@ -571,9 +630,22 @@ def project_domain(xml_text):
         'disks': [],
         'interfaces': [],
         'hostdevs': [],
+        'machine': machine_family(root.find('os/type').get('machine') if root.find('os/type') is not None else None),
+        'iommu': None,
+        'video': [model.get('type') for model in root.findall('devices/video/model')],
         'serial': None,
         'owner': read_owner(root),
     }
+    iommu = root.find('devices/iommu')
+    if iommu is not None:
+        driver = iommu.find('driver')
+        ioapic = root.find('features/ioapic')
+        proj['iommu'] = {
+            'model': iommu.get('model'),
+            'intremap': driver.get('intremap') if driver is not None else None,
+            'caching_mode': driver.get('caching_mode') if driver is not None else None,
+            'ioapic': ioapic.get('driver') if ioapic is not None else None,
+        }
     cpu = root.find('cpu')
     if cpu is not None:
         mode = cpu.get('mode', 'custom')

@@ -169,10 +169,43 @@ options:
         default: virtio
   hostdevs:
     description:
-      - PCI devices to pass through, as addresses like V(0000:01:00.0) (C(01:00.0) is read as domain 0000).
-        Each must exist under C(/sys/bus/pci/devices). Attached managed, so libvirt binds them to vfio.
+      - PCI devices to pass through, each a PCI address like V(0000:01:00.0) (C(01:00.0) is read as domain
+        0000), or a vendor:device id like V(10de:2684), which stands for every device of the host that
+        carries it (read from C(/sys/bus/pci/devices/*/vendor) and C(device)).
+      - Each address must exist under C(/sys/bus/pci/devices) and each id must match at least one device;
+        a device listed twice, directly or through an id, is refused. Attached managed, so libvirt binds
+        them to vfio-pci when the domain starts.
+      - On the host, the devices' IOMMU groups must be viable; M(aicluster.lab.vfio_preflight) says
+        whether they are before anything is defined.
     type: list
     elements: str
+    default: []
+  machine:
+    description:
+      - QEMU machine type. V(pc) is the i440fx PC, V(q35) the Q35 chipset with PCI Express, which an
+        emulated IOMMU (O(iommu)) and most GPU passthrough set-ups need.
+      - libvirt stores the versioned name (C(pc-q35-7.2)); the module compares the family only.
+    type: str
+    choices: [pc, q35]
+    default: pc
+  iommu:
+    description:
+      - Give the guest an emulated Intel IOMMU (C(<iommu model='intel'>) with interrupt remapping and
+        caching mode, plus C(<ioapic driver='qemu'/>), which interrupt remapping needs). Needs O(machine=q35).
+      - The guest kernel must be told to use it, C(intel_iommu=on) on its command line. It then sees
+        IOMMU groups (one per device on a q35 guest) and can bind devices to vfio-pci, which makes a
+        lab guest a stand-in for a passthrough host. Works under TCG.
+    type: bool
+    default: false
+  video:
+    description:
+      - Display devices, in order; the first is the primary. V(vga) is QEMU's std VGA (PCI id
+        C(1234:1111), class C(0x030000)); V(virtio) is virtio-vga as the first and virtio-gpu (C(1af4:1050),
+        class C(0x038000)) after another. Without any the guest has no display device, as a serial-console
+        lab node needs none.
+    type: list
+    elements: str
+    choices: [vga, virtio, bochs, qxl, cirrus]
     default: []
   serial_log:
     description:
@@ -273,10 +306,29 @@ EXAMPLES = r'''
     disk:
       path: /var/lib/libvirt/images/lab-gpu1.qcow2
       base_image: /var/lib/aicluster/images/node-base.qcow2
+    machine: q35
     hostdevs:
       - "0000:01:00.0"
+      - "10de:1aef"      # and every device with this vendor:device id (here the GPU's audio function)
     nics:
       - network: lab-mgmt
+
+- name: Lab node that stands in for a passthrough host (emulated IOMMU, a display device, a spare NIC)
+  aicluster.lab.libvirt_domain:
+    name: lab-gpu-standin
+    machine: q35
+    iommu: true
+    video: [vga]
+    kernel: /var/lib/aicluster/images/vmlinuz
+    initrd: /var/lib/aicluster/images/initrd.img
+    cmdline: console=ttyS0 root=/dev/vda rw intel_iommu=on
+    disk:
+      path: /var/lib/libvirt/images/lab-gpu-standin.qcow2
+      base_image: /var/lib/aicluster/images/node-base.qcow2
+    nics:
+      - network: lab-mgmt
+        mac: "52:54:00:15:00:21"
+      - network: lab-trunk
 
 - name: Save the node's memory to disk (the domain stops)
   aicluster.lab.libvirt_domain:
@@ -418,6 +470,9 @@ def main():
                 model=dict(type='str', default='virtio'),
             )),
             hostdevs=dict(type='list', elements='str', default=[]),
+            machine=dict(type='str', default='pc', choices=['pc', 'q35']),
+            iommu=dict(type='bool', default=False),
+            video=dict(type='list', elements='str', default=[], choices=['vga', 'virtio', 'bochs', 'qxl', 'cirrus']),
             serial_log=dict(type='path'),
             save_path=dict(type='path'),
             restore_fallback=dict(type='bool', default=True),

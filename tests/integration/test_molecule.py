@@ -26,7 +26,7 @@ ACTION_END = r"(?:➜|>) (\w+)\]?:? Executed"
 # and chaos. bonding-vlans needs two NICs, dhcp-simple a NIC on a DHCP network of its own;
 # rdma runs on bonding-vlans' lab and restores its boot state.
 SCENARIOS = {"simple": "mollab", "vlans": "mollab", "bonding-vlans": "molbond", "rdma": "molbond",
-             "dhcp-simple": "moldhcp", "vlan-negative": "mollab", "chaos": "mollab"}
+             "dhcp-simple": "moldhcp", "vlan-negative": "mollab", "chaos": "mollab", "gpu": "molgpu"}
 
 # Scenarios that converge a profile another scenario already proves idempotent on the same
 # lab (their molecule.yml says which): they run no idempotence step of their own.
@@ -64,6 +64,13 @@ FAULT_CHECKS = {
         **{("node1", f"rdma_{check}_node2{after}"): figures for after in ("", "_after_reboot")
            for check, figures in (("connect", ["usec_per_iter"]), ("latency", ["t_typical_us", "p99_us"]),
                                   ("bandwidth", ["bw_avg_mbps", "tcp_mbps", "rdma_to_tcp"]))},
+    },
+    # The q35 node: the CPU fallback naming its display devices, the passthrough round trip.
+    "gpu": {
+        ("node1", "gpu_cpu_fallback"): ["display_devices"],
+        ("node1", "vfio_preflight"): ["iommu_groups", "devices"],
+        ("node1", "vfio_bound"): ["bound", "vfio_nodes"],
+        ("node1", "vfio_released"): ["bound", "vfio_nodes"],
     },
     "chaos": {
         ("localhost", "chaos_kill_node3_lost"): ["detect_s"],

@@ -60,6 +60,17 @@ def test_snapshot_key_follows_image_and_spec():
     assert specs({"node1": {"ansible_host": "192.168.150.11", "vm_lab_memory_mib": 2048}})[0]["snapshot_key"] != key
 
 
+def test_a_passthrough_stand_in_node():
+    plain = {"ansible_host": "192.168.150.11"}
+    node = dict(plain, vm_lab_machine="q35", vm_lab_iommu=True, vm_lab_video=["vga"])
+    spec = specs({"node1": node})[0]
+    assert (spec["machine"], spec["iommu"], spec["video"]) == ("q35", True, ["vga"])
+    assert spec["cmdline"].endswith("systemd.hostname=node1 intel_iommu=on")
+    assert spec["snapshot_key"] != specs({"node1": plain})[0]["snapshot_key"]
+    # A node that asks for none of it keeps the spec (and the saved boot state) it had.
+    assert not {"machine", "iommu", "video"} & set(specs({"node1": dict(plain, vm_lab_machine="pc")})[0])
+
+
 @pytest.mark.parametrize("hostvars, message", [
     ({}, "vm_lab_group: the inventory group has no hosts; a lab needs at least one node"),
     ({"node1": {}}, "host node1: ansible_host: not set; each lab node needs its management address"),
@@ -78,6 +89,14 @@ def test_snapshot_key_follows_image_and_spec():
      "host node1: vm_lab_memory_mib: 0 is not a positive whole number"),
     ({"node1": {"ansible_host": "192.168.150.11", "vm_lab_node_nics": "aiclab-trunk"}},
      "host node1: vm_lab_node_nics: 'aiclab-trunk' must be a list of network names"),
+    ({"node1": {"ansible_host": "192.168.150.11", "vm_lab_machine": "i440fx"}},
+     "host node1: vm_lab_machine: 'i440fx' is not one of pc, q35"),
+    ({"node1": {"ansible_host": "192.168.150.11", "vm_lab_iommu": True}},
+     "host node1: vm_lab_iommu: true needs vm_lab_machine q35, not 'pc'"),
+    ({"node1": {"ansible_host": "192.168.150.11", "vm_lab_machine": "q35", "vm_lab_iommu": "yes"}},
+     "host node1: vm_lab_iommu: 'yes' is not true or false"),
+    ({"node1": {"ansible_host": "192.168.150.11", "vm_lab_video": "vga"}},
+     "host node1: vm_lab_video: 'vga' must be a list of display models from vga, virtio, bochs, qxl, cirrus"),
 ])
 def test_bad_inventory_is_named(hostvars, message):
     assert error_of(hostvars) == message

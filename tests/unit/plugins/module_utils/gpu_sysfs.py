@@ -23,10 +23,15 @@ _VALUE = re.compile(r'^(?P<device>[^/]+)/(?P<name>[a-z_]+):(?P<value>.*)$')
 
 def build_sysfs(dump_name, root):
     """Write fixtures/gpu/sysfs/<dump_name>.txt as <root>/bus/pci/devices/... and return root."""
+    return build_sysfs_lines((FIXTURES / 'sysfs' / ('%s.txt' % dump_name)).read_text().splitlines(), root)
+
+
+def build_sysfs_lines(lines, root):
+    """Write dump lines as <root>/bus/pci/devices/... and return root."""
     root = pathlib.Path(root)
     devices = root / 'bus' / 'pci' / 'devices'
     devices.mkdir(parents=True, exist_ok=True)
-    for line in (FIXTURES / 'sysfs' / ('%s.txt' % dump_name)).read_text().splitlines():
+    for line in lines:
         if not line.strip() or line.startswith('#'):
             continue
         link = _LINK.match(line)

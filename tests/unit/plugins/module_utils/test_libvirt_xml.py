@@ -247,7 +247,11 @@ DOM_OK = {'name': 'lab-node1', 'memory_mib': 256, 'vcpus': 1, 'tb_cache_mib': 64
     (dict(DOM_OK, nics=[{'network': 'a', 'model': 'virtio net'}]), 'nics[0].model: virtio net is not a NIC model'),
     (dict(DOM_OK, nics=[{'mac': '52:54:00:00:00:01'}]), 'nics[0].network: is required'),
     (dict(DOM_OK, hostdevs=['0000:01:00.0', '01:00.0']), 'hostdevs[1]: 01:00.0 is already listed as hostdevs[0]'),
-    (dict(DOM_OK, hostdevs=['01.00.0']), 'hostdevs[0]: 01.00.0 is not a PCI address'),
+    (dict(DOM_OK, hostdevs=['01.00.0']), 'hostdevs[0]: 01.00.0 is neither a PCI address like 0000:01:00.0 nor'),
+    (dict(DOM_OK, hostdevs=['10de:2684', '10DE:2684']), 'hostdevs[1]: 10DE:2684 is already listed as hostdevs[0]'),
+    (dict(DOM_OK, machine='virt'), 'machine: virt is not one of pc, q35'),
+    (dict(DOM_OK, iommu=True), 'iommu: true needs machine q35, not pc'),
+    (dict(DOM_OK, video=['vga', 'ramfb']), 'video[1]: ramfb is not one of vga, virtio'),
     (dict(DOM_OK, serial_log='serial.log'), 'serial_log: serial.log is not an absolute path'),
     (dict(DOM_OK, save_path='x.save'), 'save_path: x.save is not an absolute path'),
     (dict(DOM_OK, shutdown_timeout=-5), 'shutdown_timeout: -5 must be >= 0'),
@@ -343,6 +347,46 @@ def test_real_rich_kvm_domain_matches_desired():
     assert [d['device'] for d in proj['disks']] == ['disk', 'cdrom']
     assert proj['disks'][1]['readonly'] is True
     assert [i['model'] for i in proj['interfaces']] == ['virtio', 'e1000']
+
+
+# Defined on libvirt 9.0 / QEMU 7.2 (this project's build host) from Q35_PARAMS with
+# build_domain_xml, read back with `virsh dumpxml --inactive`, then undefined.
+Q35_PARAMS = {
+    'name': 'aiclt-fx-q35', 'vcpus': 2, 'memory_mib': 1024, 'tb_cache_mib': 64,
+    'kernel': '/var/lib/libvirt/images/aiclt-vmlinuz', 'initrd': '/var/lib/libvirt/images/aiclt-initrd',
+    'cmdline': 'console=ttyS0 root=/dev/vda rw intel_iommu=on',
+    'disk': {'path': '/var/lib/libvirt/images/aiclt-fx-q35.qcow2'},
+    'nics': [{'network': 'aiclt-net', 'mac': '52:54:00:23:20:01'}, {'network': 'aiclt-net', 'mac': '52:54:00:23:20:02'}],
+    'machine': 'q35', 'iommu': True, 'video': ['vga', 'virtio'],
+    'serial_log': '/var/lib/libvirt/images/aiclt-fx-q35.log',
+}
+
+
+def test_real_q35_domain_with_iommu_matches_desired():
+    real = fixture('domain-q35-iommu-inactive.xml')
+    desired = lx.project_domain(lx.build_domain_xml(_spec_like(real, Q35_PARAMS, 'qemu')))
+    proj = lx.project_domain(real)
+    assert proj == desired
+    # libvirt stores the versioned machine, adds vram and the primary flag to the first display.
+    assert "machine='pc-q35-7.2'" in real and proj['machine'] == 'q35'
+    assert proj['iommu'] == {'model': 'intel', 'intremap': 'on', 'caching_mode': 'on', 'ioapic': 'qemu'}
+    assert proj['video'] == ['vga', 'virtio']
+
+
+def test_real_q35_domain_puts_the_first_nic_on_the_first_root_port():
+    # The guest names NICs in PCI order (net.ifnames=0): the management NIC, listed first,
+    # sits on bus 1, ahead of the spare NIC and every other device behind a root port.
+    root = ET.fromstring(fixture('domain-q35-iommu-inactive.xml'))
+    buses = [int(iface.find('address').get('bus'), 16) for iface in root.findall('devices/interface')]
+    others = [int(addr.get('bus'), 16) for addr in root.findall('devices/*/address')
+              if addr.get('type') == 'pci' and int(addr.get('bus'), 16) > 0]
+    assert buses == [1, 2] and min(others) == 1
+
+
+def test_plain_pc_domains_stay_unchanged():
+    # Domains defined before machine, iommu and video existed project as the default pc.
+    proj = lx.project_domain(fixture('domain-qemu-inactive.xml'))
+    assert (proj['machine'], proj['iommu'], proj['video']) == ('pc', None, [])
 
 
 def test_domain_change_is_detected():

@@ -290,7 +290,52 @@ def test_hostdevs_checked_against_sysfs(conn, run, disk, tmp_path, monkeypatch):
 
 def test_bad_pci_address_refused_before_connecting(run, disk):
     result = run(base_args(disk, hostdevs=['01:00'], uri='test:///nonexistent/aiclt.xml'))
-    assert result['msg'] == 'hostdevs[0]: 01:00 is not a PCI address like 0000:01:00.0'
+    assert result['msg'] == ('hostdevs[0]: 01:00 is neither a PCI address like 0000:01:00.0 '
+                             'nor a vendor:device id like 10de:2684')
+
+
+def _pci_device(sysfs, address, vendor, device):
+    (sysfs / address).mkdir(parents=True)
+    (sysfs / address / 'vendor').write_text(vendor + '\n')
+    (sysfs / address / 'device').write_text(device + '\n')
+
+
+def test_hostdevs_by_vendor_device_id(conn, run, disk, tmp_path, monkeypatch):
+    # Two GPUs and their audio functions, as a two-GPU host lists them (ids as sysfs writes them).
+    sysfs = tmp_path / 'sysfs'
+    for address, device in (('0000:01:00.0', '0x2684'), ('0000:01:00.1', '0x22ba'),
+                            ('0000:02:00.0', '0x2684'), ('0000:02:00.1', '0x22ba')):
+        _pci_device(sysfs, address, '0x10de', device)
+    monkeypatch.setattr(libvirt_domain_runner, 'SYSFS_PCI', str(sysfs))
+    result = run(base_args(disk, hostdevs=['10DE:2684']))
+    assert result['changed'] is True
+    assert "bus='0x01' slot='0x00' function='0x0'" in result['xml']
+    assert "bus='0x02' slot='0x00' function='0x0'" in result['xml']
+    assert "function='0x1'" not in result['xml']
+    assert run(base_args(disk, hostdevs=['10de:2684']))['changed'] is False
+    result = run(base_args(disk, hostdevs=['10de:1aef']))
+    assert result['msg'].startswith('hostdevs[0]: no PCI device with vendor:device id 10de:1aef on this host')
+    result = run(base_args(disk, hostdevs=['0000:02:00.0', '10de:2684']))
+    assert result['msg'] == 'hostdevs[1]: 10de:2684 (0000:02:00.0) is already listed as hostdevs[0]'
+
+
+def test_q35_with_iommu_and_display_devices(conn, run, disk):
+    args = base_args(disk, machine='q35', iommu=True, video=['vga', 'virtio'])
+    result = run(args, check_mode=True)
+    assert (result['changed'], conn.listDefinedDomains()) == (True, [])
+    result = run(args)
+    assert result['changed'] is True
+    xml = conn.lookupByName(args['name']).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert "<iommu model='intel'>" in xml and "<ioapic driver='qemu'/>" in xml
+    assert run(args)['changed'] is False
+    # Back to the plain PC: the machine, IOMMU and displays are all changes.
+    result = run(base_args(disk))
+    assert result['changes'] == ['iommu', 'machine', 'video']
+
+
+def test_iommu_needs_q35_before_connecting(run, disk):
+    result = run(base_args(disk, iommu=True, uri='test:///nonexistent/aiclt.xml'))
+    assert result['msg'] == 'iommu: true needs machine q35, not pc'
 
 
 def test_domain_type(conn, run, disk):
