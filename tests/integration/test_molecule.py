@@ -24,9 +24,9 @@ ACTION_END = r"(?:➜|>) (\w+)\]?:? Executed"
 # (one NIC after eth0 on the trunk) share a lab and so its saved boot state: one cold
 # boot of node1 and node2 (and one of chaos' node3) serves simple, vlans, vlan-negative
 # and chaos. bonding-vlans needs two NICs, dhcp-simple a NIC on a DHCP network of its own;
-# rdma runs on bonding-vlans' lab and restores its boot state.
+# rdma runs on bonding-vlans' lab and restores its boot state; k3s (offline: no binary here) on mollab.
 SCENARIOS = {"simple": "mollab", "vlans": "mollab", "bonding-vlans": "molbond", "rdma": "molbond",
-             "dhcp-simple": "moldhcp", "vlan-negative": "mollab", "chaos": "mollab"}
+             "dhcp-simple": "moldhcp", "vlan-negative": "mollab", "chaos": "mollab", "k3s": "mollab"}
 
 # Scenarios that converge a profile another scenario already proves idempotent on the same
 # lab (their molecule.yml says which): they run no idempotence step of their own.
