@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import pathlib
 
-import pytest
 import yaml
 
 from ansible_collections.aicluster.lab.plugins.module_utils import k3s_config, k3s_host, k3s_verdict
