@@ -51,6 +51,13 @@ def k3s_host_files(config, host, role, dropins=None, unit_text="", modules=None,
         raise AnsibleFilterError(str(exc)) from None
 
 
+def k3s_firewall_rules(role, first_config):
+    """{ports, sources} k3s's documentation says a node of ``role`` must accept."""
+    if not isinstance(first_config, Mapping):
+        raise AnsibleFilterError(f"k3s_firewall_rules: the first server's config must be a mapping, got {first_config!r}")
+    return k3s_host.firewall_rules(str(role), _plain(first_config))
+
+
 def k3s_decide(text, wanted):
     """{state, decision, token} from read-state.sh's output and what the host should have."""
     wanted = _plain(wanted)
@@ -95,5 +102,5 @@ def k3s_nodes_ready(text, hosts):
 class FilterModule:
     def filters(self):
         return {"k3s_members": k3s_members, "k3s_artifacts": k3s_artifacts, "k3s_host_files": k3s_host_files,
-                "k3s_decide": k3s_decide, "k3s_checks": k3s_checks, "k3s_live_checks": k3s_live_checks,
-                "k3s_nodes_ready": k3s_nodes_ready}
+                "k3s_firewall_rules": k3s_firewall_rules, "k3s_decide": k3s_decide, "k3s_checks": k3s_checks,
+                "k3s_live_checks": k3s_live_checks, "k3s_nodes_ready": k3s_nodes_ready}

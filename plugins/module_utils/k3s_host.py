@@ -291,6 +291,32 @@ def sha256_text(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def firewall_rules(role, first_config):
+    """{ports, sources}: what k3s's documentation says a node of ``role`` must accept.
+
+    Ports: the API (6443/tcp) and embedded etcd (2379-2380/tcp) on servers, the kubelet
+    (10250/tcp) everywhere, flannel's backend (vxlan 8472/udp, wireguard-native
+    51820-51821/udp; host-gw and none use none). Sources: the pod and service ranges,
+    trusted, as k3s advises for firewalld and ufw. ``first_config`` is the first server's
+    config, which holds the cluster-wide values an agent's does not.
+    """
+    ports = []
+    if role == "server":
+        ports.append("6443/tcp")
+        if "datastore-endpoint" not in first_config:
+            ports.append("2379-2380/tcp")
+    ports.append("10250/tcp")
+    ports += {"vxlan": ["8472/udp"], "wireguard-native": ["51820/udp", "51821/udp"]}.get(
+        first_config.get("flannel-backend", "vxlan"), [])
+    sources = []
+    for key in ("cluster-cidr", "service-cidr"):
+        value = first_config.get(key)
+        if value:
+            sources += [part.strip() for part in (value if isinstance(value, list) else [value])
+                        for part in str(part).split(",") if part.strip()]
+    return {"ports": ports, "sources": sources}
+
+
 # ---------------------------------------------------------------------------------------
 # the host's state
 
@@ -356,7 +382,29 @@ def host_state(text):
         "users": {parts[0]: parts[1] == "present" for parts in _pairs(found.get("users", []))},
         "links": {parts[0]: parts[1] for parts in _pairs(found.get("links", []))},
         "images": {parts[0]: (None if parts[1] == "missing" else parts[1]) for parts in _pairs(found.get("images", []))},
+        "firewall": _firewall(found.get("firewall", [])),
     }
+
+
+def _firewall(lines):
+    """{kind: firewalld | ufw | none, ports, sources} from the read's firewall section."""
+    found = {"kind": "none", "ports": [], "sources": []}
+    for line in lines:
+        word, _sep, rest = line.strip().partition(" ")
+        if word == "kind":
+            found["kind"] = rest.strip() or "none"
+        elif word == "ports":
+            found["ports"] += rest.split()
+        elif word == "sources":
+            found["sources"] += rest.split()
+        elif word == "rule":
+            # ufw's own words for a rule it holds: "allow 6443/tcp", "allow from 10.42.0.0/16".
+            parts = rest.split()
+            if parts[:2] == ["allow", "from"] and len(parts) == 3:
+                found["sources"].append(parts[2])
+            elif parts[:1] == ["allow"] and len(parts) == 2:
+                found["ports"].append(parts[1].replace(":", "-"))
+    return found
 
 
 # ---------------------------------------------------------------------------------------
@@ -389,9 +437,10 @@ def binary_source(artifact_dir, from_release):
 def decide(state, wanted):
     """What the role changes on a host, and why.
 
-    ``wanted``: {role, files (host_files), dirs, modules, sysctls, users, version,
-    artifact_dir, from_release, artifact ({binary, images} of the host's arch, or None)}.
-    Returns {role, unit, other_unit, arch, files, remove, dirs, modules, sysctls, users,
+    ``wanted``: {role, files (host_files), dirs, modules, sysctls, users, firewall
+    (firewall_rules), version, artifact_dir, from_release, artifact ({binary, images} of
+    the host's arch, or None)}.
+    Returns {role, unit, other_unit, arch, files, remove, dirs, modules, sysctls, users, firewall,
     binary: {action, reason}, images: {action, name, path, sha256}, links, live, live_reason,
     service: {enabled, active}, restart, pending}. ``live`` says the host has or gets a
     binary, so its service runs; otherwise ``live_reason`` says why not.
@@ -399,7 +448,8 @@ def decide(state, wanted):
     role = wanted["role"]
     unit, other = UNITS[role], UNITS["agent" if role == "server" else "server"]
     decision = {"role": role, "unit": unit, "other_unit": other, "arch": None, "files": [], "remove": [],
-                "dirs": [], "modules": [], "sysctls": False, "users": [], "links": [], "restart": [], "pending": []}
+                "dirs": [], "modules": [], "sysctls": False, "users": [], "links": [], "restart": [], "pending": [],
+                "firewall": {"kind": "none", "ports": [], "sources": []}}
     try:
         decision["arch"] = arch_of(state["machine"])
     except K3sHostError:
@@ -424,6 +474,11 @@ def decide(state, wanted):
     decision["sysctls"] = bool(decision["modules"]) or any(state["sysctls"].get(key) != value
                                                            for key, value in sysctls.items())
     decision["users"] = [name for name in wanted.get("users") or [] if not state["users"].get(name)]
+    firewall, rules = state.get("firewall") or {"kind": "none"}, wanted.get("firewall") or {}
+    decision["firewall"] = {"kind": firewall["kind"], "ports": [], "sources": []}
+    if firewall["kind"] != "none":
+        decision["firewall"]["ports"] = [port for port in rules.get("ports", []) if port not in firewall["ports"]]
+        decision["firewall"]["sources"] = [net for net in rules.get("sources", []) if net not in firewall["sources"]]
 
     binary, artifact = state["binary"], wanted.get("artifact")
     source, source_reason = binary_source(wanted.get("artifact_dir"), wanted.get("from_release"))
@@ -480,6 +535,9 @@ def _pending(decision):
     lines += [f"load module {name}" for name in decision["modules"]]
     if decision["sysctls"]:
         lines.append("apply the sysctl settings")
+    firewall = decision["firewall"]
+    lines += [f"open {port} in {firewall['kind']}" for port in firewall["ports"]]
+    lines += [f"trust {net} in {firewall['kind']}" for net in firewall["sources"]]
     if decision["binary"]["action"] in ("copy", "download"):
         lines.append(f"{decision['binary']['action']} the k3s binary ({decision['binary']['reason']})")
     if decision["images"]["action"] == "copy":

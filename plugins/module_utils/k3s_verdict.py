@@ -156,10 +156,17 @@ def host_checks(state, decision, wanted, token_file):
                  (wanted.get("sysctls") or {}).items() if state["sysctls"].get(key) != str(value)]
     problems += [f"directory {path} missing" for path in wanted["dirs"] if not state["dirs"].get(path)]
     problems += [f"user {name} missing" for name in wanted.get("users") or [] if not state["users"].get(name)]
+    firewall, rules = state.get("firewall") or {"kind": "none"}, wanted.get("firewall") or {}
+    if firewall["kind"] != "none":
+        problems += [f"{port} not open in {firewall['kind']}" for port in rules.get("ports", [])
+                     if port not in firewall["ports"]]
+        problems += [f"{net} not trusted in {firewall['kind']}" for net in rules.get("sources", [])
+                     if net not in firewall["sources"]]
     checks.append(_check("k3s_prerequisites", not problems, "; ".join(problems) if problems else
                          f"modules {', '.join(wanted['modules'])} loaded; "
                          + ", ".join(f"{key}={value}" for key, value in (wanted.get('sysctls') or {}).items())
-                         + f"; {len(wanted['dirs'])} directories"))
+                         + f"; {len(wanted['dirs'])} directories; host firewall: "
+                         + ("none active" if firewall["kind"] == "none" else f"{firewall['kind']}, k3s's ports open")))
 
     if not decision["live"]:
         checks.append(_skipped("k3s_binary", decision["live_reason"]))

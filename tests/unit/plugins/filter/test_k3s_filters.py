@@ -51,6 +51,7 @@ def wanted(host="node1", role="server", **more):
     result = {"role": role, "files": files, "dirs": ["/etc/rancher/k3s", "/etc/rancher/k3s/config.yaml.d",
                                                      "/var/lib/rancher/k3s/agent/images"],
               "modules": DEFAULTS["k3s_kernel_modules"], "sysctls": DEFAULTS["k3s_sysctls"], "users": [],
+              "firewall": k3s_filters.k3s_firewall_rules(role, configs["node1"]),
               "version": DEFAULTS["k3s_version"], "artifact_dir": "", "from_release": False, "artifacts": {},
               "token_given": False, "token_file": TOKEN_FILE, "first_server": host == "node1"}
     result.update(more)
@@ -65,8 +66,8 @@ def run_sh(text):
 
 def test_registered_names():
     assert sorted(k3s_filters.FilterModule().filters()) == [
-        "k3s_artifacts", "k3s_checks", "k3s_decide", "k3s_host_files", "k3s_live_checks", "k3s_members",
-        "k3s_nodes_ready"]
+        "k3s_artifacts", "k3s_checks", "k3s_decide", "k3s_firewall_rules", "k3s_host_files", "k3s_live_checks",
+        "k3s_members", "k3s_nodes_ready"]
 
 
 def test_the_unit_template_runs_the_role_and_is_skipped_without_a_binary():
@@ -99,6 +100,8 @@ def test_the_state_read_runs_here_and_decides_everything_to_write_and_no_binary(
     assert {item["path"] for item in decision["files"]} == {item["path"] for item in want["files"]}
     assert not decision["live"] and decision["binary"]["action"] == "none"
     assert read["token"] == {"from": "generate", "path": TOKEN_FILE}
+    # A build machine runs no firewalld or ufw: nothing to open.
+    assert state["firewall"]["kind"] == "none" and decision["firewall"] == {"kind": "none", "ports": [], "sources": []}
 
 
 def test_the_state_read_sees_a_file_as_written(tmp_path):

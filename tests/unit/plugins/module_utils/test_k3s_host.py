@@ -356,3 +356,49 @@ def test_a_read_cut_short_is_refused():
 def test_where_the_token_comes_from(given, first, files, expected):
     state = {"token_files": {path: {"mode": "600", "owner": "root:root", "size": size} for path, size in files.items()}}
     assert k3s_host.token_source(given, state, TOKEN_FILE, first) == expected
+
+
+# --------------------------------------------------------------------------------------- firewall
+
+
+def test_firewall_rules_per_role_and_backend():
+    _plan, configs = simple_configs()
+    first = configs["node1"]
+    assert k3s_host.firewall_rules("server", first) == {
+        "ports": ["6443/tcp", "2379-2380/tcp", "10250/tcp", "8472/udp"], "sources": ["10.42.0.0/16", "10.43.0.0/16"]}
+    assert k3s_host.firewall_rules("agent", first)["ports"] == ["10250/tcp", "8472/udp"]
+    wireguard = dict(first, **{"flannel-backend": "wireguard-native", "datastore-endpoint": "postgres://db"})
+    assert k3s_host.firewall_rules("server", wireguard)["ports"] == ["6443/tcp", "10250/tcp", "51820/udp", "51821/udp"]
+    assert k3s_host.firewall_rules("agent", dict(first, **{"flannel-backend": "host-gw"}))["ports"] == ["10250/tcp"]
+
+
+def with_firewall(text, lines):
+    return text.replace("### images", "### firewall\n" + "\n".join(lines) + "\n### images")
+
+
+def test_firewalld_gets_only_the_missing_ports_and_sources():
+    _plan, configs = simple_configs()
+    wanted = wanted_for(firewall=k3s_host.firewall_rules("server", configs["node1"]))
+    text = with_firewall(read_output(wanted), ["kind firewalld", "ports 22/tcp 6443/tcp", "sources 10.43.0.0/16"])
+    decision = k3s_host.decide(k3s_host.host_state(text), wanted)
+    assert decision["firewall"] == {"kind": "firewalld", "ports": ["2379-2380/tcp", "10250/tcp", "8472/udp"],
+                                    "sources": ["10.42.0.0/16"]}
+    assert "open 2379-2380/tcp in firewalld" in decision["pending"] and "trust 10.42.0.0/16 in firewalld" in \
+        decision["pending"]
+
+
+def test_ufw_rules_read_from_its_own_words():
+    _plan, configs = simple_configs()
+    wanted = wanted_for("node2", "agent", firewall=k3s_host.firewall_rules("agent", configs["node1"]))
+    text = with_firewall(read_output(wanted), ["kind ufw", "rule allow 22/tcp", "rule allow 10250/tcp",
+                                               "rule allow 8472/udp", "rule allow from 10.42.0.0/16",
+                                               "rule allow from 10.43.0.0/16"])
+    decision = k3s_host.decide(k3s_host.host_state(text), wanted)
+    assert decision["firewall"] == {"kind": "ufw", "ports": [], "sources": []} and decision["pending"] == []
+
+
+def test_no_host_firewall_is_left_alone():
+    _plan, configs = simple_configs()
+    wanted = wanted_for(firewall=k3s_host.firewall_rules("server", configs["node1"]))
+    decision = k3s_host.decide(k3s_host.host_state(with_firewall(read_output(wanted), ["kind none"])), wanted)
+    assert decision["firewall"] == {"kind": "none", "ports": [], "sources": []}

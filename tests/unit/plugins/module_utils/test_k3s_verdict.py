@@ -84,7 +84,7 @@ def test_host_checks_on_a_converged_offline_node():
     assert checks["k3s_prerequisites"]["passed"]
     assert checks["k3s_prerequisites"]["message"] == (
         "modules br_netfilter, overlay loaded; net.ipv4.ip_forward=1, net.bridge.bridge-nf-call-iptables=1, "
-        "net.bridge.bridge-nf-call-ip6tables=1; 3 directories")
+        "net.bridge.bridge-nf-call-ip6tables=1; 3 directories; host firewall: none active")
     for name in ("k3s_binary", "k3s_service"):
         assert checks[name]["skip_reason"].startswith("no k3s binary to install: k3s_artifact_dir is empty")
         assert not checks[name]["passed"]  # a skip is never a pass
@@ -101,6 +101,17 @@ def test_host_checks_name_what_differs():
                                               "mode 644, owner root:root (want 0600 root:root)")
     assert checks["k3s_prerequisites"]["message"] == ("module br_netfilter not loaded; net.ipv4.ip_forward is '0', "
                                                       "want 1")
+
+
+def test_host_checks_name_a_port_the_host_firewall_still_closes():
+    _plan, configs = simple_configs()
+    wanted = wanted_for(firewall=k3s_host.firewall_rules("server", configs["node1"]))
+    text = read_output(wanted).replace("### images", "### firewall\nkind firewalld\nports 6443/tcp 2379-2380/tcp "
+                                       "10250/tcp\nsources 10.42.0.0/16 10.43.0.0/16\n### images")
+    state = k3s_host.host_state(text)
+    check = by_name(k3s_verdict.host_checks(state, k3s_host.decide(state, wanted), wanted, TOKEN_FILE))
+    assert not check["k3s_prerequisites"]["passed"]
+    assert check["k3s_prerequisites"]["message"] == "8472/udp not open in firewalld"
 
 
 def test_host_checks_with_a_binary_running():
