@@ -19,6 +19,11 @@ def _plain(value):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
+    # ansible-core 2.19 hands over tagged str/int/float subclasses, which yaml's safe
+    # dumper refuses to write ("cannot represent an object").
+    for kind in (bool, str, int, float):
+        if isinstance(value, kind):
+            return kind(value)
     return value
 
 
@@ -72,6 +77,11 @@ def k3s_decide(text, wanted):
         raise AnsibleFilterError(str(exc)) from None
     except KeyError as exc:
         raise AnsibleFilterError(f"k3s_decide: wanted lacks {exc}") from None
+    # The token steps are the role's too; check mode cannot show them otherwise.
+    if token["from"] == "generate":
+        decision["pending"].append(f"generate the cluster token in {token['path']}")
+    elif state["token_files"].get(wanted["token_file"]) is None:
+        decision["pending"].append(f"write {wanted['token_file']} (0600, the cluster token)")
     return {"state": state, "decision": decision, "token": token, "artifact": wanted["artifact"]}
 
 

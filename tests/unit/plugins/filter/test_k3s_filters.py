@@ -100,6 +100,10 @@ def test_the_state_read_runs_here_and_decides_everything_to_write_and_no_binary(
     assert {item["path"] for item in decision["files"]} == {item["path"] for item in want["files"]}
     assert not decision["live"] and decision["binary"]["action"] == "none"
     assert read["token"] == {"from": "generate", "path": TOKEN_FILE}
+    assert decision["pending"][-1] == f"generate the cluster token in {TOKEN_FILE}"
+    agent = k3s_filters.k3s_decide(run_sh(read_state_script(wanted("node2", "agent"))), wanted("node2", "agent"))
+    assert agent["token"] == {"from": "first server", "path": None}
+    assert agent["decision"]["pending"][-1] == f"write {TOKEN_FILE} (0600, the cluster token)"
     # A build machine runs no firewalld or ufw: nothing to open.
     assert state["firewall"]["kind"] == "none" and decision["firewall"] == {"kind": "none", "ports": [], "sources": []}
 
