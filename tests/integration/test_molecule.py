@@ -65,6 +65,14 @@ FAULT_CHECKS = {
            for check, figures in (("connect", ["usec_per_iter"]), ("latency", ["t_typical_us", "p99_us"]),
                                   ("bandwidth", ["bw_avg_mbps", "tcp_mbps", "rdma_to_tcp"]))},
     },
+    # Offline: the config, its guard, the files and prerequisites pass on both nodes (the live part is
+    # skipped with the reason; the scenario's testinfra checks the skips and their reason).
+    "k3s": {
+        **{(host, "k3s_config"): ["flags"] for host in ("node1", "node2")},
+        **{(host, "k3s_config_guard"): ["refused"] for host in ("node1", "node2")},
+        **{(host, "k3s_files"): ["files"] for host in ("node1", "node2")},
+        **{(host, "k3s_prerequisites"): [] for host in ("node1", "node2")},
+    },
     "chaos": {
         ("localhost", "chaos_kill_node3_lost"): ["detect_s"],
         ("localhost", "chaos_kill_node3_recovered"): ["recover_s"],
