@@ -24,9 +24,10 @@ ACTION_END = r"(?:➜|>) (\w+)\]?:? Executed"
 # (one NIC after eth0 on the trunk) share a lab and so its saved boot state: one cold
 # boot of node1 and node2 (and one of chaos' node3) serves simple, vlans, vlan-negative
 # and chaos. bonding-vlans needs two NICs, dhcp-simple a NIC on a DHCP network of its own;
-# rdma runs on bonding-vlans' lab and restores its boot state.
+# rdma runs on bonding-vlans' lab and restores its boot state; k3s (offline: no binary here) on mollab.
 SCENARIOS = {"simple": "mollab", "vlans": "mollab", "bonding-vlans": "molbond", "rdma": "molbond",
-             "dhcp-simple": "moldhcp", "vlan-negative": "mollab", "chaos": "mollab", "gpu": "molgpu"}
+             "dhcp-simple": "moldhcp", "vlan-negative": "mollab", "chaos": "mollab", "gpu": "molgpu",
+             "k3s": "mollab"}
 
 # Scenarios that converge a profile another scenario already proves idempotent on the same
 # lab (their molecule.yml says which): they run no idempotence step of their own.
@@ -71,6 +72,14 @@ FAULT_CHECKS = {
         ("node1", "vfio_preflight"): ["iommu_groups", "devices"],
         ("node1", "vfio_bound"): ["bound", "vfio_nodes"],
         ("node1", "vfio_released"): ["bound", "vfio_nodes"],
+    },
+    # Offline: the config, its guard, the files and prerequisites pass on both nodes (the live part is
+    # skipped with the reason; the scenario's testinfra checks the skips and their reason).
+    "k3s": {
+        **{(host, "k3s_config"): ["flags"] for host in ("node1", "node2")},
+        **{(host, "k3s_config_guard"): ["refused"] for host in ("node1", "node2")},
+        **{(host, "k3s_files"): ["files"] for host in ("node1", "node2")},
+        **{(host, "k3s_prerequisites"): [] for host in ("node1", "node2")},
     },
     "chaos": {
         ("localhost", "chaos_kill_node3_lost"): ["detect_s"],
