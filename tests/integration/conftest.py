@@ -35,6 +35,7 @@ LANES = {
     "mollab": "lane-a",   # simple, vlans, vlan-negative, chaos: about 870 s
     "moldhcp": "lane-a",  # dhcp-simple: about 110 s
     "aicpanic": "lane-a",  # the boot watch: about 40 s
+    "molgpu": "lane-a",   # gpu, one q35 node: about 250 s
     "aiclab": "lane-b",   # the full suite and its fault cases: about 800 s
     "aicbad": "lane-b",   # bad input, refused before any change: about 150 s
     "molbond": "lane-b",  # bonding-vlans, rdma: about 510 s
