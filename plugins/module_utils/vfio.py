@@ -189,7 +189,7 @@ def checks(before, after, state):
             'vfio_bound', 'devices bound to vfio-pci through driver_override, /dev/vfio/<group> present',
             problems or ([] if devices else ['no device to bind']),
             'bound to vfio-pci: %s; device nodes %s' % (
-                _devices_text(devices), ', '.join(d['vfio_node'] for d in devices)),
+                _devices_text(devices), ', '.join(d['vfio_node'] or 'none' for d in devices)),
             {'devices': len(devices), 'bound': sum(1 for d in devices if d['bound_to_vfio']),
              'vfio_nodes': sum(1 for d in devices if d['vfio_node'])}))
     else:
