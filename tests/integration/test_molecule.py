@@ -6,7 +6,7 @@ with testinfra, and destroys; afterwards libvirt and the data directory hold not
 of the scenario's lab. A fault scenario's report must hold its checks and figures.
 """
 
-import json
+import os
 import pathlib
 
 import pytest
@@ -24,10 +24,10 @@ ACTION_END = r"(?:➜|>) (\w+)\]?:? Executed"
 # (one NIC after eth0 on the trunk) share a lab and so its saved boot state: one cold
 # boot of node1 and node2 (and one of chaos' node3) serves simple, vlans, vlan-negative
 # and chaos. bonding-vlans needs two NICs, dhcp-simple a NIC on a DHCP network of its own;
-# rdma runs on bonding-vlans' lab and restores its boot state; k3s (offline: no binary here) on mollab.
+# rdma and exo run on bonding-vlans' lab and restore its boot state; k3s (offline: no binary here) on mollab.
 SCENARIOS = {"simple": "mollab", "vlans": "mollab", "bonding-vlans": "molbond", "rdma": "molbond",
              "dhcp-simple": "moldhcp", "vlan-negative": "mollab", "chaos": "mollab", "gpu": "molgpu",
-             "k3s": "mollab"}
+             "k3s": "mollab", "exo": "molbond"}
 
 # Scenarios that converge a profile another scenario already proves idempotent on the same
 # lab (their molecule.yml says which): they run no idempotence step of their own.
@@ -81,6 +81,9 @@ FAULT_CHECKS = {
         **{(host, "k3s_files"): ["files"] for host in ("node1", "node2")},
         **{(host, "k3s_prerequisites"): [] for host in ("node1", "node2")},
     },
+    # EXO's offline checks on both nodes (its live ones are skipped without an artifact: SKIPPED_CHECKS).
+    "exo": {(host, name): [] for host in ("node1", "node2")
+            for name in ("exo_unit", "exo_hardening", "exo_environment", "exo_firewall", "exo_link_local", "exo_identity")},
     "chaos": {
         ("localhost", "chaos_kill_node3_lost"): ["detect_s"],
         ("localhost", "chaos_kill_node3_recovered"): ["recover_s"],
@@ -95,6 +98,15 @@ FAULT_CHECKS = {
 }
 
 
+# Checks a scenario's report must hold skipped, with these words in the reason: EXO's live
+# checks where no artifact is given (AICLUSTER_EXO_ARTIFACT), as on these machines.
+SKIPPED_CHECKS = {
+    "exo": {} if os.environ.get("AICLUSTER_EXO_ARTIFACT") else {
+        (host, name): "no EXO artifact given" for host in ("node1", "node2")
+        for name in ("exo_install", "exo_node_id", "exo_cluster_state", "exo_peer_links", "exo_chat")},
+}
+
+
 def check_fault_report(scenario, report):
     """Every expected check passed with its figures; returns all figures, as host/check.figure."""
     checks = {(check["host"], check["name"]): check for check in report["checks"]}
@@ -103,6 +115,9 @@ def check_fault_report(scenario, report):
         assert checks[key]["status"] == "passed", checks[key]
         missing = [name for name in figures if name not in checks[key]["figures"]]
         assert not missing, f"{key} lacks figures {missing}: {checks[key]}"
+    for key, reason in SKIPPED_CHECKS.get(scenario, {}).items():
+        assert key in checks, f"{key} is not in the report: {sorted(checks)}"
+        assert checks[key]["status"] == "skipped" and reason in checks[key]["message"], checks[key]
     if scenario == "vlan-negative":
         # The cause is named: who tags which id against which expected.
         assert checks[("node2", "net_vlan_agreement")]["message"].startswith(
