@@ -522,6 +522,8 @@ def decide(state, wanted):
         # Only where nothing of that name is: a kubectl of the distribution's stays.
         decision["links"] = [name for name in LINKS if state["links"].get(name, "missing") == "missing"]
     decision["service"] = state["units"].get(unit) or {"enabled": "", "active": ""}
+    # What the file_set module takes: the files that differ, as path, content and mode.
+    decision["write"] = [{key: item[key] for key in ("path", "content", "mode")} for item in decision["files"]]
     decision["pending"] = _pending(decision)
     return decision
 

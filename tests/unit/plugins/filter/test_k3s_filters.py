@@ -85,7 +85,7 @@ def read_state_script(want):
     paths = [item["path"] for item in want["files"]] + ["/etc/systemd/system/k3s-agent.service"]
     return render("read-state.sh.j2", k3s_read_paths=paths, k3s_dirs=want["dirs"],
                   k3s_kernel_modules=want["modules"], k3s_sysctls_here=want["sysctls"], k3s_token_file=TOKEN_FILE,
-                  k3s_users=["root", "no-such-user-here"])
+                  k3s_users=["root", "no-such-user-here"], k3s_artifact_dir="")
 
 
 def test_the_state_read_runs_here_and_decides_everything_to_write_and_no_binary():
