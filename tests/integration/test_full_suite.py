@@ -38,18 +38,15 @@ def assert_all_layers_passed(report_path, failover=True):
         # The path MTU is proven per peer and network, not only the interfaces' settings.
         assert {f"net_path_mtu_{net}_{peer}" for net in ("cluster", "storage") for peer in NODES if peer != node} \
             <= {c["name"] for c in mine}, sorted(c["name"] for c in mine)
-        # Skipped with the reason, and nothing else: Soft-RoCE's DCB, and the live parts of k3s and
-        # EXO, whose binaries these machines cannot have.
+        # Skipped with the reason, and nothing else: Soft-RoCE's DCB, and the live part of k3s, whose
+        # binary these machines cannot have.
         not_passed = [c for c in mine if c["status"] != "passed"]
         assert all(c["status"] == "skipped" for c in not_passed), f"{node}: {not_passed}"
-        assert {c["category"] for c in not_passed} <= {"rdma", "k3s", "exo"}, f"{node}: {not_passed}"
+        assert {c["category"] for c in not_passed} <= {"rdma", "k3s"}, f"{node}: {not_passed}"
         assert [c["name"] for c in not_passed if c["category"] == "rdma"] == ["rdma_dcb"], not_passed
         if not os.environ.get("AICLUSTER_K3S_ARTIFACTS"):
             live = [c for c in not_passed if c["category"] == "k3s"]
             assert live and all("no k3s binary to install" in c["message"] for c in live), live
-        if not os.environ.get("AICLUSTER_EXO_ARTIFACT"):
-            live = [c for c in not_passed if c["category"] == "exo"]
-            assert live and all("no EXO artifact given" in c["message"] for c in live), live
         if not failover:
             continue
         # Every suite run cuts each bond's active member and reports the gap.
@@ -126,8 +123,8 @@ def test_first_run_provisions_configures_and_passes_every_layer(run_cmd):
     # state.json followed the run to its end.
     state = read_json(run.report().parent / "state.json")
     assert state["status"] == "finished" and state["checks"]["total"] == report["summary"]["total"], state
-    assert [s["stage"] for s in state["stages"]] == ["provision", "network", "validate", "rdma", "hardware", "k3s", "exo",
-                                                     "failover", "report"], state
+    assert [s["stage"] for s in state["stages"]] == ["provision", "network", "validate", "rdma", "hardware", "k3s", "failover",
+                                                     "report"], state
 
 
 def test_second_run_changes_nothing_in_provisioning(run_cmd):

@@ -126,7 +126,14 @@ def check_fault_report(scenario, report):
             for figure, value in sorted(check["figures"].items())}
 
 
-@pytest.mark.parametrize("scenario, lab", list(SCENARIOS.items()))
+# Scenarios CI leaves out, with the reason (AICLUSTER_TEST_ALL=1 runs them too).
+ON_DEMAND = {"exo": "on demand (AICLUSTER_TEST_ALL=1): its 440 s do not fit CI's 45 minutes beside the others yet"}
+
+
+@pytest.mark.parametrize("scenario, lab", [
+    pytest.param(scenario, lab, marks=pytest.mark.skipif(
+        scenario in ON_DEMAND and not os.environ.get("AICLUSTER_TEST_ALL"), reason=ON_DEMAND.get(scenario, "")))
+    for scenario, lab in SCENARIOS.items()])
 def test_molecule_scenario_passes_and_leaves_nothing(run_cmd, scenario, lab):
     run = run_cmd(["molecule", "test", "-s", scenario], env={"AICLUSTER_LAB_KEEP": ""})
     assert run.returncode == 0, run.tail(80)
