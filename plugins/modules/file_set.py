@@ -54,8 +54,10 @@ options:
     default: []
 attributes:
   check_mode:
+    description: Says what would change, changes nothing.
     support: full
   diff_mode:
+    description: Each file's old and new text.
     support: full
 '''
 
