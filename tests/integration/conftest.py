@@ -25,14 +25,14 @@ def _libvirt_problem():
     return None
 
 
-# The VM tests run in one lane by default: each test alone on the host, as they were tuned.
-# AICLUSTER_TEST_VM_LANES=2 runs them in two lanes side by side (two pytest-xdist workers):
+# With pytest-xdist workers (./lab test: AICLUSTER_TEST_WORKERS=2) the VM tests run in one
+# lane, each alone on the host as they were tuned. AICLUSTER_TEST_VM_LANES=2 runs them in two
+# lanes side by side:
 # each lab's tests in order in one lane, never beside another test on the same lab, the
 # lanes holding about the same work measured serially (lab: seconds). Measured with two
 # lanes: about 35 minutes instead of 50, but with five guests on two cores a bond failover's
 # traffic gap went over its 300 ms bound (402 ms) and chaos' restarted node3 missed its 240 s,
-# so two lanes stay a choice for hosts with cores to spare. Either way the unit and lint tests
-# run in the other worker beside the VM lane.
+# so two lanes stay a choice for hosts with cores to spare.
 # Every run of full-suite.yml (aiclab's suite, aicbad's refused profiles) stays in one lane:
 # the killed-run test tells its state.json from others by the playbook's name.
 VM_LANES = int(os.environ.get("AICLUSTER_TEST_VM_LANES", "1"))

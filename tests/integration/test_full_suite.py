@@ -23,7 +23,6 @@ NODES = ["node1", "node2"]
 PLAYBOOK = ["ansible-playbook", "playbooks/full-suite.yml"]
 
 
-
 def assert_all_layers_passed(report_path, failover=True):
     report = read_json(report_path)
     run_dir = pathlib.Path(report_path).parent
