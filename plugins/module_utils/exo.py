@@ -26,7 +26,9 @@ import re
 
 from ansible_collections.aicluster.lab.plugins.module_utils import exo_firewall
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import IpJsonError, ip_json, link_local_addresses
-from ansible_collections.aicluster.lab.plugins.module_utils.rdma import package_family, parse_os_release, sections
+from ansible_collections.aicluster.lab.plugins.module_utils.os_release import parse_os_release
+from ansible_collections.aicluster.lab.plugins.module_utils.rdma import package_family
+from ansible_collections.aicluster.lab.plugins.module_utils.script_output import sections
 
 # EXO's extras on Linux at the pinned ref (pyproject.toml, optional-dependencies) and the
 # backend each one reports in /state's nodeBackends (shared/types/backends.py).

@@ -24,6 +24,7 @@ import ipaddress
 import json
 import re
 
+
 _NODE_ID = re.compile(r"^[1-9a-f][0-9a-f]{0,31}$")
 _SS_ADDR = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[0-9.]+)|(?P<star>\*))(?:%(?P<scope>[^:\s]+))?:(?P<port>\d+|\*)$")
 
@@ -194,21 +195,6 @@ def parse_sockets(text):
                         "scope": local_scope or peer_scope, "process": process.group(1) if process else None,
                         "pid": int(process.group(2)) if process else None, "rtt_ms": None})
     return sockets
-
-
-def sections(text):
-    """The probe's output, '### name' sections, each holding 'status <code>' or 'error <why>' then the body."""
-    found, name, lines = {}, None, []
-    for line in (text or "").splitlines():
-        if line.startswith("### ") and len(line.split()) == 2:
-            if name is not None:
-                found[name] = "\n".join(lines)
-            name, lines = line.split()[1], []
-        elif name is not None:
-            lines.append(line)
-    if name is not None:
-        found[name] = "\n".join(lines)
-    return found
 
 
 def answer(section):

@@ -30,6 +30,7 @@ import shlex
 
 from ansible_collections.aicluster.lab.plugins.module_utils import exo, exo_api, exo_firewall
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import link_local_addresses
+from ansible_collections.aicluster.lab.plugins.module_utils.script_output import sections
 
 CATEGORY = "exo"
 
@@ -244,7 +245,7 @@ def live_skipped(reason, names=("exo_node_id", "exo_cluster_state", "exo_peer_li
 
 
 def node_id_check(probe):
-    answer = exo_api.answer(exo_api.sections(probe).get("node_id"))
+    answer = exo_api.answer(sections(probe).get("node_id"))
     problems, node_id = [], None
     if answer["status"] != 200:
         problems.append(f"GET /node_id: {answer['error'] or 'status ' + str(answer['status'])}")
@@ -264,7 +265,7 @@ def cluster_state_check(probe, node_ids, cluster_subnet=None):
     peer's API on every address the peer reports, and record the ones that answer) must
     lead into the cluster subnet: an edge elsewhere means a path around the firewall.
     """
-    answer = exo_api.answer(exo_api.sections(probe).get("state"))
+    answer = exo_api.answer(sections(probe).get("state"))
     if answer["status"] != 200:
         return record("exo_cluster_state", LIVE["exo_cluster_state"],
                       [f"GET /state: {answer['error'] or 'status ' + str(answer['status'])}"], "")
@@ -323,7 +324,7 @@ def peer_links_check(probe, ctx):
     """``ctx``: interface, address (this host's cluster address), port (zenoh's), peers {host: {link_local: [..],
     address}} of the other hosts EXO runs on."""
     try:
-        sockets = exo_api.parse_sockets(exo_api.sections(probe).get("sockets", ""))
+        sockets = exo_api.parse_sockets(sections(probe).get("sockets", ""))
     except exo_api.ExoApiError as exc:
         return record("exo_peer_links", LIVE["exo_peer_links"], [str(exc)], "")
     port = ctx["port"]
@@ -348,7 +349,7 @@ def peer_links_check(probe, ctx):
 
 
 def chat_check(probe, model):
-    parts = exo_api.sections(probe)
+    parts = sections(probe)
     place, wait, chat = (exo_api.answer(parts.get(name)) for name in ("place", "await", "chat"))
     problems, figures = [], {}
     if place["status"] not in (200, 201):

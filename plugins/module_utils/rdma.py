@@ -24,6 +24,7 @@ import json
 import re
 
 from ansible_collections.aicluster.lab.plugins.module_utils.os_release import family_of, parse_os_release
+from ansible_collections.aicluster.lab.plugins.module_utils.script_output import sections
 
 
 class RdmaInputError(ValueError):
@@ -46,29 +47,12 @@ SOFT_DRIVERS = ("rxe", "siw")
 FAMILIES = {"debian": "Debian", "ubuntu": "Debian", "rhel": "RedHat", "centos": "RedHat", "fedora": "RedHat",
             "rocky": "RedHat", "almalinux": "RedHat", "ol": "RedHat"}
 
-_SECTION = re.compile(r"^### (\S+)\s*$")
 _LINK_TEXT = re.compile(r"^link (?P<dev>[^/\s]+)/(?P<port>\d+)\s+(?P<rest>.*)$")
 _NULL_GID = "0000:0000:0000:0000:0000:0000:0000:0000"
 
 
 def _fail(msg):
     raise RdmaInputError(msg)
-
-
-def sections(text):
-    """{name: text} of output split at '### <name>' lines."""
-    found, name, lines = {}, None, []
-    for line in (text or "").splitlines():
-        match = _SECTION.match(line)
-        if match:
-            if name is not None:
-                found[name] = "\n".join(lines)
-            name, lines = match.group(1), []
-        elif name is not None:
-            lines.append(line)
-    if name is not None:
-        found[name] = "\n".join(lines)
-    return found
 
 
 def package_family(os_release):

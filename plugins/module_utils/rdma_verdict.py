@@ -24,7 +24,8 @@ import re
 
 from ansible_collections.aicluster.lab.plugins.module_utils.iperf3 import iperf3_run
 from ansible_collections.aicluster.lab.plugins.module_utils.perftest import PerftestError, perftest_figures
-from ansible_collections.aicluster.lab.plugins.module_utils.rdma import port_of, sections
+from ansible_collections.aicluster.lab.plugins.module_utils.rdma import port_of
+from ansible_collections.aicluster.lab.plugins.module_utils.script_output import sections
 
 _PINGPONG = re.compile(r"(\d+) iters in ([\d.]+) seconds = ([\d.]+) usec/iter")
 _PINGPONG_RATE = re.compile(r"bytes in [\d.]+ seconds = ([\d.]+) Mbit/sec")

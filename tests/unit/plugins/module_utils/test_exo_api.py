@@ -9,6 +9,7 @@ import pathlib
 import pytest
 
 from ansible_collections.aicluster.lab.plugins.module_utils import exo_api
+from ansible_collections.aicluster.lab.plugins.module_utils.script_output import sections
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "exo"
 N1, N2 = "9f1c0d2e4b7a4c1e8d3f6a5b2c1d0e9f", "4e8b2a7c9d1f0e3b5a6c7d8e9f0a1b2c"
@@ -110,7 +111,7 @@ def test_a_socket_line_that_is_not_sss_is_refused():
 
 def test_probe_sections_and_answers():
     probe = "### node_id\nstatus 200\nseconds 0.012\n\"abc\"\n### state\nerror ConnectionRefusedError: [Errno 111]\nseconds 0.001\n\n"
-    parts = exo_api.sections(probe)
+    parts = sections(probe)
     assert exo_api.answer(parts["node_id"]) == {"status": 200, "error": None, "seconds": 0.012, "body": '"abc"'}
     assert exo_api.answer(parts["state"])["error"].startswith("ConnectionRefusedError")
     assert exo_api.answer(None)["error"] == "no answer"
