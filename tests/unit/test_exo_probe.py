@@ -156,7 +156,12 @@ def test_watch_times_the_drop_and_the_rejoin(same_id):
     replacement = {}
 
     def fault():
-        time.sleep(1.0)
+        # The fault starts once the watch has seen the cluster whole: on a busy host the
+        # probe's python took more than a second to start, and then it saw only the outage.
+        deadline = time.monotonic() + 20
+        while not observer.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
         victim.stop()
         time.sleep(1.0)
         observer.routes[("GET", "/state")] = (200, state_with(N1))
