@@ -16,7 +16,7 @@ import pathlib
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.aicluster.lab.plugins.filter.net_constraints import FilterModule, net_constraints_checks
+from ansible_collections.aicluster.lab.plugins.filter.net_constraints import FilterModule, net_constraints_checks, net_constraints_problems
 from ansible_collections.aicluster.lab.plugins.module_utils.net_constraints_verdict import (
     constraint_check,
     constraint_checks,
@@ -142,7 +142,8 @@ def test_loss_tolerance_is_the_binomial_spread_plus_a_point():
 
 def test_the_filter_checks_its_input():
     profile, measured = run("lossy")
-    assert FilterModule().filters() == {"net_constraints_checks": net_constraints_checks}
+    assert FilterModule().filters() == {"net_constraints_checks": net_constraints_checks,
+                                        "net_constraints_problems": net_constraints_problems}
     assert [check["passed"] for check in net_constraints_checks(profile, measured)] == [True, True]
     with pytest.raises(AnsibleFilterError, match="the input must be a constraint profile with a name"):
         net_constraints_checks({"delay_ms": 1}, measured)
@@ -150,3 +151,30 @@ def test_the_filter_checks_its_input():
         net_constraints_checks(profile, None)
     with pytest.raises(AnsibleFilterError, match=r"unknown tolerance\(s\) rtt_slack \(known: rtt_tolerance_ms"):
         net_constraints_checks(profile, measured, {"rtt_slack": 1})
+
+
+SHIPPED = [{"name": "latency", "delay_ms": 40, "jitter_ms": 5}, {"name": "lossy", "loss_percent": 5},
+           {"name": "constrained", "rate_mbit": 50}, {"name": "degraded", "delay_ms": 20, "loss_percent": 1, "rate_mbit": 100}]
+
+
+def test_the_shipped_kind_of_profiles_pass_the_module_validation_on_the_controller():
+    assert net_constraints_problems(SHIPPED, "eth1.200") == []
+
+
+@pytest.mark.parametrize("profile, message", [
+    ({"name": "bad", "loss_percent": 101}, "constraint profile bad: loss_percent: 101 must be between 0 and 100"),
+    ({"name": "bad", "jitter_ms": 5}, "constraint profile bad: jitter_ms: 5 requires delay_ms > 0 (delay_ms is 0)"),
+    ({"name": "bad", "delay_ms": "lots"}, "constraint profile bad: delay_ms: 'lots' is not a number"),
+    ({"name": "bad", "rate_mbit": 0}, "constraint profile bad: rate_mbit: 0 must be > 0"),
+    ({"name": "bad", "description": "nothing"}, "constraint profile bad: state=present needs something to constrain"),
+])
+def test_a_profile_the_module_would_refuse_is_named_with_the_option_and_value(profile, message):
+    problems = net_constraints_problems(SHIPPED + [profile], "eth1.200")
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+
+
+def test_the_interface_is_checked_and_the_input_must_be_profiles():
+    assert net_constraints_problems(SHIPPED[:1], "no such/if") == \
+        ["constraint profile latency: interface: 'no such/if' is not an interface name"]
+    with pytest.raises(AnsibleFilterError, match="must be a list of constraint profiles"):
+        net_constraints_problems({"name": "latency"}, "eth1")
