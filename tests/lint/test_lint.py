@@ -3,6 +3,7 @@ and ansible-doc rendering every plugin's documentation. Each runs the real tool 
 the checkout and fails with the tool's own findings.
 """
 
+import functools
 import os
 import pathlib
 import re
@@ -54,15 +55,40 @@ def test_ansible_test_sanity():
     assert code == 0, output[-6000:]
 
 
-@pytest.mark.parametrize("kind, name", [("module", m) for m in plugins("modules")] + [("filter", f) for f in plugins("filter")]
-                         + [("lookup", name) for name in plugins("lookup")] + [("callback", name) for name in plugins("callback")])
+DOC_KINDS = {"module": plugins("modules"), "filter": plugins("filter"), "lookup": plugins("lookup"),
+             "callback": plugins("callback"), "role": sorted(p.name for p in (ROOT / "roles").iterdir() if p.is_dir())}
+
+
+@functools.lru_cache(maxsize=None)
+def rendered(kind):
+    """{name: its text} from one ansible-doc run over every plugin of the kind (one run per plugin
+    cost a second each, two minutes in all), and the run's own output for the failure message."""
+    code, output = run(["ansible-doc", "-t", kind] + [f"aicluster.lab.{name}" for name in DOC_KINDS[kind]])
+    sections, name = {}, None
+    for line in output.splitlines():
+        # Each plugin's text starts with "> FILTER aicluster.lab.<name> (path)" ("> ROLE: *...*" for roles).
+        header = re.match(r"^> [A-Z]+:? \W*aicluster\.lab\.(\w+)\W* \(", line)
+        if header:
+            name = header.group(1)
+            sections[name] = []
+        elif name:
+            sections[name].append(line)
+    return code, {key: "\n".join(lines) for key, lines in sections.items()}, output
+
+
+@pytest.mark.parametrize("kind, name", [(kind, name) for kind in ("module", "filter", "lookup", "callback")
+                                        for name in DOC_KINDS[kind]])
 def test_ansible_doc_renders(kind, name):
-    code, output = run(["ansible-doc", "-t", kind, f"aicluster.lab.{name}"])
+    code, sections, output = rendered(kind)
+    text = sections.get(name)
+    assert code == 0 and text is not None, output[-3000:]
     # Callbacks have no examples or return values: they are configured, not called.
-    assert code == 0 and (kind == "callback" or ("EXAMPLES" in output and "RETURN" in output.upper())), output[-3000:]
+    assert kind == "callback" or ("EXAMPLES" in text and "RETURN" in text.upper()), text[-3000:]
 
 
-@pytest.mark.parametrize("role", sorted(p.name for p in (ROOT / "roles").iterdir() if p.is_dir()))
+@pytest.mark.parametrize("role", DOC_KINDS["role"])
 def test_role_docs_render(role):
-    code, output = run(["ansible-doc", "-t", "role", f"aicluster.lab.{role}"])
-    assert code == 0 and re.search(r"ENTRY POINT: \W*main\W", output), output[-3000:]
+    code, sections, output = rendered("role")
+    text = sections.get(role)
+    assert code == 0 and text is not None, output[-3000:]
+    assert re.search(r"ENTRY POINT: \W*main\W", text), text[-3000:]
