@@ -45,6 +45,14 @@ def k3s_artifacts(directory, arches, images=True):
         raise AnsibleFilterError(f"k3s artifacts: {exc}") from None
 
 
+def k3s_release_names(arch):
+    """{binary, sums, images} as k3s's release names its files for one architecture."""
+    try:
+        return k3s_host.release_names(arch)
+    except _ERRORS as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
 def k3s_host_files(config, host, role, dropins=None, unit_text="", modules=None, sysctls=None):
     """[{path, content, mode, restart}] the role writes on a host."""
     if not isinstance(config, Mapping):
@@ -111,6 +119,7 @@ def k3s_nodes_ready(text, hosts):
 
 class FilterModule:
     def filters(self):
-        return {"k3s_members": k3s_members, "k3s_artifacts": k3s_artifacts, "k3s_host_files": k3s_host_files,
+        return {"k3s_members": k3s_members, "k3s_artifacts": k3s_artifacts,
+                "k3s_release_names": k3s_release_names, "k3s_host_files": k3s_host_files,
                 "k3s_firewall_rules": k3s_firewall_rules, "k3s_decide": k3s_decide, "k3s_checks": k3s_checks,
                 "k3s_live_checks": k3s_live_checks, "k3s_nodes_ready": k3s_nodes_ready}

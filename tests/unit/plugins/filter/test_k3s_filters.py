@@ -67,7 +67,7 @@ def run_sh(text):
 def test_registered_names():
     assert sorted(k3s_filters.FilterModule().filters()) == [
         "k3s_artifacts", "k3s_checks", "k3s_decide", "k3s_firewall_rules", "k3s_host_files", "k3s_live_checks",
-        "k3s_members", "k3s_nodes_ready"]
+        "k3s_members", "k3s_nodes_ready", "k3s_release_names"]
 
 
 def test_the_unit_template_runs_the_role_and_is_skipped_without_a_binary():
@@ -177,3 +177,14 @@ def test_errors_are_filter_errors_naming_the_problem(call, words):
 
 def test_members_from_ansible_groups():
     assert k3s_filters.k3s_members({"all": ["n1", "n2"], "lab_nodes": ["n1", "n2"], "ungrouped": []})["servers"] == ["n1"]
+
+
+def test_release_names_per_architecture_and_an_unknown_one_refused():
+    from ansible_collections.aicluster.lab.plugins.filter.k3s import k3s_release_names
+
+    assert k3s_release_names("arm64") == {"binary": "k3s-arm64", "sums": "sha256sum-arm64.txt",
+                                          "images": ["k3s-airgap-images-arm64.tar.zst", "k3s-airgap-images-arm64.tar.gz",
+                                                     "k3s-airgap-images-arm64.tar"]}
+    assert k3s_release_names("amd64")["binary"] == "k3s" and k3s_release_names("arm")["binary"] == "k3s-armhf"
+    with pytest.raises(AnsibleFilterError, match="no release for architecture"):
+        k3s_release_names("riscv64")
