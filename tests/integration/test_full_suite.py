@@ -37,13 +37,15 @@ def assert_all_layers_passed(report_path, failover=True):
         # The path MTU is proven per peer and network, not only the interfaces' settings.
         assert {f"net_path_mtu_{net}_{peer}" for net in ("cluster", "storage") for peer in NODES if peer != node} \
             <= {c["name"] for c in mine}, sorted(c["name"] for c in mine)
-        # Skipped with the reason, and nothing else: Soft-RoCE's DCB, and the live part of k3s, whose
-        # binary these machines cannot have.
+        # Skipped with the reason, and nothing else: Soft-RoCE's DCB, and the live parts of k3s and EXO,
+        # whose binaries these machines cannot have.
         not_passed = [c for c in mine if c["status"] != "passed"]
         assert all(c["status"] == "skipped" for c in not_passed), f"{node}: {not_passed}"
-        assert {c["category"] for c in not_passed} <= {"rdma", "k3s"}, f"{node}: {not_passed}"
+        assert {c["category"] for c in not_passed} <= {"rdma", "k3s", "exo"}, f"{node}: {not_passed}"
         assert {c["name"] for c in not_passed if c["category"] == "rdma"} <= {"rdma_dcb"}, not_passed
         assert all("no k3s binary to install" in c["message"] for c in not_passed if c["category"] == "k3s"), \
+            not_passed
+        assert all("no EXO artifact given" in c["message"] for c in not_passed if c["category"] == "exo"), \
             not_passed
         if not failover:
             continue
@@ -52,6 +54,11 @@ def assert_all_layers_passed(report_path, failover=True):
         assert k3s.get("k3s_config") == "passed", k3s
         if not os.environ.get("AICLUSTER_K3S_ARTIFACTS"):
             assert "skipped" in k3s.values(), k3s
+        # The exo stage ran: its offline checks passed, its live ones skipped where no artifact is given.
+        exo = {c["name"]: c["status"] for c in mine if c["category"] == "exo"}
+        assert all(exo.get(name) == "passed" for name in ("exo_unit", "exo_hardening", "exo_firewall", "exo_identity")), exo
+        if not os.environ.get("AICLUSTER_EXO_ARTIFACT"):
+            assert exo.get("exo_node_id") == "skipped", exo
         # Every suite run cuts each bond's active member and reports the gap.
         measured = {c["name"]: c for c in mine if c["category"] == "failover"}
         assert {"bond_failover", "bond_failback"} <= set(measured), measured
@@ -126,8 +133,8 @@ def test_first_run_provisions_configures_and_passes_every_layer(run_cmd):
     # state.json followed the run to its end.
     state = read_json(run.report().parent / "state.json")
     assert state["status"] == "finished" and state["checks"]["total"] == report["summary"]["total"], state
-    assert [s["stage"] for s in state["stages"]] == ["provision", "network", "validate", "rdma", "hardware", "k3s", "failover",
-                                                     "report"], state
+    assert [s["stage"] for s in state["stages"]] == ["provision", "network", "validate", "rdma", "hardware", "k3s", "exo",
+                                                     "failover", "report"], state
 
 
 def test_second_run_changes_nothing_in_provisioning(run_cmd):
@@ -139,7 +146,7 @@ def test_second_run_changes_nothing_in_provisioning(run_cmd):
     record_suite("full-suite second run", suite, assert_all_layers_passed(suite.report()))
     # No stage's role changes anything the second time (the rdma and k3s scenarios, on demand
     # in CI, prove the same on labs of their own).
-    roles = tuple(f"aicluster.lab.{role} " for role in ("vm_lab", "network", "rdma", "gpu", "k3s"))
+    roles = tuple(f"aicluster.lab.{role} " for role in ("vm_lab", "network", "rdma", "gpu", "k3s", "exo"))
     assert not [t for t in suite.changed_tasks() if t.startswith(roles)], suite.changed_tasks()
 
 
