@@ -434,8 +434,8 @@ def _volume_check(found):
     pvc, error = _json(found, "pvc")
     pod, pod_error = _json(found, "volume_pod")
     if error or pod_error:
-        return _check("k3s_volume_bound", False, _joined(_waited(found, "volume_bound", "the claim probe-volume to be Bound"),
-                                                       error, pod_error))
+        waited = _waited(found, "volume_bound", "the claim probe-volume to be Bound")
+        return _check("k3s_volume_bound", False, _joined(waited, error, pod_error))
     spec, status = pvc.get("spec") or {}, pvc.get("status") or {}
     node = (pod.get("spec") or {}).get("nodeName")
     problems = []

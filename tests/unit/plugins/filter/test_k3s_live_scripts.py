@@ -176,9 +176,9 @@ def test_the_probe_applies_its_manifest_waits_bounded_and_cleans_up(k3s):
     assert called[0] == ["kubectl", "delete", "namespace", "aicluster-probe", "--ignore-not-found", "--wait=true", wait]
     assert called[1] == ["kubectl", "--request-timeout=20s", "apply", "-f", "-"]
     waits = [call for call in called if "wait" in call]
-    assert [call[-2:] for call in waits] == [["pvc/probe-volume", wait], ["pod/probe-volume", wait],
-                                              ["aicluster.lab/probe=net", wait],
-                                              ["pv/pvc-6b1e2c9d-0f4a-4e1b-9a57-3c2d1e0f9a11", wait]]
+    assert [call[-2:] for call in waits] == [
+        ["pvc/probe-volume", wait], ["pod/probe-volume", wait], ["aicluster.lab/probe=net", wait],
+        ["pv/pvc-6b1e2c9d-0f4a-4e1b-9a57-3c2d1e0f9a11", wait]]
     assert not any("--request-timeout=20s" in call for call in waits)  # a request timeout would cut a wait short
     fetches = [call[call.index("exec") + 1:] for call in called if "wget" in call]
     assert [(call[0], call[-1]) for call in fetches] == [

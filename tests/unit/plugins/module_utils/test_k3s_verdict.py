@@ -287,11 +287,11 @@ def test_every_check_has_a_description():
 # ------------------------------------------------------------------------------ probe workload
 
 PROBE = (FIXTURES / "live" / "probe-passed.txt").read_text()
-NODES = SERVERS + AGENTS  # the probe's nodes, in the role's order (k3s_hosts): probe-net-<i> on NODES[i]
+NODES = tuple(SERVERS + AGENTS)  # the probe's nodes, in the role's order (k3s_hosts): probe-net-<i> on NODES[i]
 
 
 def probe(host, text=PROBE, nodes=NODES, **options):
-    return by_name(k3s_verdict.probe_checks(text, host, "ctl-a", nodes, **options))
+    return by_name(k3s_verdict.probe_checks(text, host, "ctl-a", list(nodes), **options))
 
 
 def changed(change, text=PROBE):
