@@ -112,6 +112,22 @@ def k3s_live_checks(text, host, first_server, servers, plan_entry, skip_reason="
     return k3s_verdict.live_checks(text, str(host), str(first_server), _plain(servers), _plain(plan_entry))
 
 
+def k3s_probe_checks(text, host, first_server, nodes, skip_reason="", enabled=True):
+    """The probe workload's checks of a host from probe.sh's output, or each skipped with the reason."""
+    if isinstance(nodes, str) or not isinstance(nodes, (list, tuple)):
+        raise AnsibleFilterError(f"k3s_probe_checks: nodes must be the list of the probe's nodes, got {nodes!r}")
+    return k3s_verdict.probe_checks(str(text or ""), str(host), str(first_server), _plain(nodes), str(skip_reason or ""),
+                                    bool(enabled))
+
+
+def k3s_gpu_checks(text, host, plan=None, facts=None, skip_reason=""):
+    """k3s_gpu_runtime of a host from gpu-read.sh's output and its GPU plan, or skipped with the reason."""
+    for name, value, source in (("plan", plan, "the gpu_plan filter"), ("facts", facts, "gpu_facts")):
+        if value is not None and not isinstance(value, Mapping):
+            raise AnsibleFilterError(f"k3s_gpu_checks: {name} must be what {source} returned, got {value!r}")
+    return k3s_verdict.gpu_checks(str(text or ""), str(host), _plain(plan), _plain(facts), str(skip_reason or ""))
+
+
 def k3s_nodes_ready(text, hosts):
     """Whether every host is a Ready node in live-read.sh's output."""
     return k3s_verdict.nodes_ready(text, _plain(hosts))
@@ -122,4 +138,5 @@ class FilterModule:
         return {"k3s_members": k3s_members, "k3s_artifacts": k3s_artifacts,
                 "k3s_release_names": k3s_release_names, "k3s_host_files": k3s_host_files,
                 "k3s_firewall_rules": k3s_firewall_rules, "k3s_decide": k3s_decide, "k3s_checks": k3s_checks,
-                "k3s_live_checks": k3s_live_checks, "k3s_nodes_ready": k3s_nodes_ready}
+                "k3s_live_checks": k3s_live_checks, "k3s_nodes_ready": k3s_nodes_ready,
+                "k3s_probe_checks": k3s_probe_checks, "k3s_gpu_checks": k3s_gpu_checks}

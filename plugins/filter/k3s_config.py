@@ -7,17 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.aicluster.lab.plugins.filter.plan import inventory_vars
 from ansible_collections.aicluster.lab.plugins.module_utils.k3s_config import (
     API_PORT, HOST_KEYS, TOKEN_FILE, K3sConfigError, build_configs)
-
-
-def _inventory_vars(hostvars, host):
-    if hostvars is None or host not in hostvars:
-        return {}
-    host_vars = hostvars[host]
-    if not isinstance(host_vars, Mapping):  # an undefined marker for a host Ansible does not know
-        return {}
-    return {key: host_vars.get(key) for key in HOST_KEYS}
 
 
 def k3s_config(plan_hosts, servers, agents=None, hostvars=None, extra=None, tls_san=None, token_file=TOKEN_FILE,
@@ -28,7 +20,7 @@ def k3s_config(plan_hosts, servers, agents=None, hostvars=None, extra=None, tls_
     # A malformed group is build_configs' to report; only real lists name hosts to read.
     hosts = [str(host) for group in (servers, agents) if isinstance(group, (list, tuple)) for host in group]
     try:
-        host_vars = {host: _inventory_vars(hostvars, host) for host in hosts}
+        host_vars = {host: inventory_vars(hostvars, host, HOST_KEYS) for host in hosts}
         return build_configs(plan_hosts, servers, agents, host_vars, extra, tls_san, token_file, api_port)
     except K3sConfigError as exc:
         # Same text as build_configs': it already names the host, the key and the value.

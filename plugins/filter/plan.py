@@ -11,13 +11,18 @@ from ansible_collections.aicluster.lab.plugins.module_utils.network_model import
 from ansible_collections.aicluster.lab.plugins.module_utils.plan import HOST_KEYS, build_plan, peers
 
 
-def _inventory_vars(hostvars, host):
+def inventory_vars(hostvars, host, keys=HOST_KEYS):
+    """{key: value} of ``host``'s inventory variables named in ``keys`` (None where unset), from Ansible's hostvars.
+
+    The one reader of hostvars for the filters that build on the plan (plan, k3s_config): only the
+    named keys are read, and a host Ansible does not know has none.
+    """
     if hostvars is None or host not in hostvars:
         return {}
     host_vars = hostvars[host]
     if not isinstance(host_vars, Mapping):  # an undefined marker for a host Ansible does not know
         return {}
-    return {key: host_vars.get(key) for key in HOST_KEYS}
+    return {key: host_vars.get(key) for key in keys}
 
 
 def plan(hosts, hostvars, profile=None, within=None):
@@ -35,7 +40,7 @@ def plan(hosts, hostvars, profile=None, within=None):
     if profile is not None and not (isinstance(profile, Mapping) and "profile" in profile):
         raise AnsibleFilterError(f"plan: profile must be the network_profile lookup's {{name, profile}} or none, got {profile!r}")
     try:
-        host_vars = {str(host): _inventory_vars(hostvars, host) for host in hosts}
+        host_vars = {str(host): inventory_vars(hostvars, host) for host in hosts}
         if profile is None:
             return build_plan(hosts, host_vars)
         return build_plan(hosts, host_vars, profile["profile"], str(profile.get("name") or "inline"))

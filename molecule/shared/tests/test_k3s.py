@@ -120,8 +120,10 @@ def test_the_stage_reports_the_config_passed_and_the_live_part_skipped_with_the_
               and check["category"] == "k3s"}
     for passed in ("k3s_config", "k3s_config_guard", "k3s_files", "k3s_prerequisites"):
         assert checks[passed]["status"] == "passed", checks[passed]
-    live = ["k3s_binary", "k3s_service", "k3s_node_ready", "k3s_node_ip", "k3s_flannel"]
-    live += ["k3s_api_ready", "k3s_etcd", "k3s_coredns", "k3s_local_path"] if is_server(host) else []
+    live = ["k3s_binary", "k3s_service", "k3s_node_ready", "k3s_node_ip", "k3s_flannel", "k3s_pod_to_pod",
+            "k3s_pod_dns", "k3s_gpu_runtime"]
+    live += ["k3s_api_ready", "k3s_etcd", "k3s_coredns", "k3s_local_path", "k3s_volume_bound",
+             "k3s_probe_cleanup"] if is_server(host) else []
     for skipped in live:
         assert checks[skipped]["status"] == "skipped", checks[skipped]
         assert "no k3s binary to install" in checks[skipped]["message"], checks[skipped]

@@ -10,6 +10,8 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.aicluster.lab.plugins.filter import k3s_config as k3s_config_filter
+from ansible_collections.aicluster.lab.plugins.filter import plan as plan_filter
 from ansible_collections.aicluster.lab.plugins.filter.k3s_config import FilterModule, k3s_config
 from ansible_collections.aicluster.lab.plugins.filter.plan import plan
 
@@ -40,6 +42,15 @@ def test_one_call_for_all_hosts_reads_only_the_k3s_variables():
     assert configs["node3"] == {"node-ip": "192.168.200.13", "flannel-iface": "bond0.200",
                                 "server": "https://192.168.200.11:6443", "token-file": "/etc/rancher/k3s/cluster-token"}
     assert "ansible_host" not in configs["node1"]
+
+
+def test_hostvars_are_read_by_the_plan_filters_reader():
+    # One reader of Ansible's hostvars for the filters over the plan: only the keys named are read.
+    assert k3s_config_filter.inventory_vars is plan_filter.inventory_vars
+    assert plan_filter.inventory_vars({"node1": {"k3s_node_labels": ["a=b"], "secret": 1}}, "node1",
+                                      ("k3s_node_labels", "k3s_node_taints")) == {"k3s_node_labels": ["a=b"],
+                                                                                  "k3s_node_taints": None}
+    assert plan_filter.inventory_vars({"node1": Undefined()}, "node1") == {}
 
 
 def test_options_reach_the_builder():

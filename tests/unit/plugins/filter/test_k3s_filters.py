@@ -9,6 +9,7 @@ must parse and decide "everything to write, no binary", and the reset's read mus
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import shlex
@@ -34,12 +35,19 @@ def plan_hosts(name="simple", hosts=("node1", "node2")):
     return plan(list(hosts), {}, {"name": name, "profile": yaml.safe_load((ROOT / "profiles" / f"{name}.yml").read_text())})
 
 
-def render(template, **variables):
-    """A role template rendered as Ansible would, with the few Ansible filters the scripts use."""
-    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
+def render(template, keep_trailing_newline=True, **variables):
+    """A role template rendered as Ansible would, with the few Ansible filters the scripts use.
+
+    Ansible's template lookup drops an included template's last newline: the scripts must
+    hold either way (keep_trailing_newline=False renders as Ansible does).
+    """
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), undefined=jinja2.StrictUndefined,
+                                     keep_trailing_newline=keep_trailing_newline, trim_blocks=True)
     environment.filters["quote"] = lambda value: shlex.quote(str(value))
     environment.filters["dirname"] = lambda value: str(pathlib.PurePosixPath(value).parent)
-    return environment.from_string((ROLE / "templates" / template).read_text()).render(**variables)
+    environment.filters["to_json"] = json.dumps
+    environment.filters["bool"] = bool
+    return environment.get_template(template).render(**variables)
 
 
 def wanted(host="node1", role="server", **more):
@@ -66,8 +74,8 @@ def run_sh(text):
 
 def test_registered_names():
     assert sorted(k3s_filters.FilterModule().filters()) == [
-        "k3s_artifacts", "k3s_checks", "k3s_decide", "k3s_firewall_rules", "k3s_host_files", "k3s_live_checks",
-        "k3s_members", "k3s_nodes_ready", "k3s_release_names"]
+        "k3s_artifacts", "k3s_checks", "k3s_decide", "k3s_firewall_rules", "k3s_gpu_checks", "k3s_host_files",
+        "k3s_live_checks", "k3s_members", "k3s_nodes_ready", "k3s_probe_checks", "k3s_release_names"]
 
 
 def test_the_unit_template_runs_the_role_and_is_skipped_without_a_binary():
@@ -135,8 +143,10 @@ def test_the_reset_script_is_valid_sh():
     assert done.returncode == 0, done.stderr
 
 
-def test_the_live_read_is_valid_sh():
-    done = subprocess.run(["sh", "-n"], input=render("live-read.sh.j2"), text=True, capture_output=True, check=False)
+@pytest.mark.parametrize("keep", [True, False])
+def test_the_live_read_is_valid_sh(keep):
+    done = subprocess.run(["sh", "-n"], input=render("live-read.sh.j2", keep), text=True, capture_output=True,
+                          check=False)
     assert done.returncode == 0, done.stderr
 
 
@@ -161,12 +171,27 @@ def test_the_live_filter_skips_with_the_reason_or_judges():
     assert not k3s_filters.k3s_nodes_ready("", ["node1"])
 
 
+def test_the_probe_and_gpu_filters_skip_with_the_reason_or_judge():
+    skipped = k3s_filters.k3s_probe_checks("", "node1", "node1", ["node1", "node2"], "no binary")
+    assert [check["skip_reason"] for check in skipped] == ["not live: no binary"] * 4
+    off = k3s_filters.k3s_probe_checks("", "node2", "node1", ["node1", "node2"], "", False)
+    assert [check["skip_reason"] for check in off] == ["k3s_probe is false: no probe workload was run"] * 2
+    judged = k3s_filters.k3s_probe_checks("", "node2", "node1", ["node1", "node2"])
+    assert [check["passed"] for check in judged] == [False] * 2
+    assert k3s_filters.k3s_gpu_checks("", "node1", None, None, "no binary")[0]["skip_reason"] == "not live: no binary"
+    cpu = {"stack": "cpu", "reason": "no GPU: CPU fallback", "container": None}
+    assert k3s_filters.k3s_gpu_checks("", "node1", cpu, {"gpus": []})[0]["skip_reason"] == (
+        "no GPU stack on this host (cpu): no GPU: CPU fallback")
+
+
 @pytest.mark.parametrize("call, words", [
     (lambda: k3s_filters.k3s_members({"k3s_agents": ["a"]}), "has no servers to join"),
     (lambda: k3s_filters.k3s_artifacts("/nonexistent-k3s-artifacts", None), "is not a directory on the controller"),
     (lambda: k3s_filters.k3s_host_files("not a config", "node1", "server"), "the input must be the host's config"),
     (lambda: k3s_filters.k3s_host_files({}, "node1", "server", {"x": {"token": "t"}}), "a secret never goes"),
     (lambda: k3s_filters.k3s_decide("### machine\nx86_64\n", wanted()), "the read did not run to its end"),
+    (lambda: k3s_filters.k3s_probe_checks("", "node1", "node1", "node1"), "nodes must be the list of the probe's nodes"),
+    (lambda: k3s_filters.k3s_gpu_checks("", "node1", "cuda"), "plan must be what the gpu_plan filter returned"),
     (lambda: k3s_filters.k3s_decide(run_sh(read_state_script(wanted())), dict(wanted(), artifact_dir="/srv")),
      "the artifact directory has no release files for this host's machine"),
 ])

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import pathlib
 
+import pytest
 import yaml
 
-from ansible_collections.aicluster.lab.plugins.module_utils import k3s_config, k3s_host, k3s_verdict
+from ansible_collections.aicluster.lab.plugins.module_utils import gpu, gpu_stack, k3s_config, k3s_host, k3s_verdict
 from ansible_collections.aicluster.lab.plugins.module_utils.plan import HOST_KEYS, build_plan
+
+from gpu_sysfs import build_sysfs
 
 from test_k3s_host import TOKEN_FILE, read_output, simple_configs, wanted_for
 
@@ -279,3 +282,341 @@ def test_live_checks_skipped_with_the_reason_on_every_host():
 
 def test_every_check_has_a_description():
     assert set(k3s_verdict.DESCRIPTIONS) >= set(k3s_verdict.CLUSTER_LIVE + k3s_verdict.NODE_LIVE)
+
+
+# ------------------------------------------------------------------------------ probe workload
+
+PROBE = (FIXTURES / "live" / "probe-passed.txt").read_text()
+NODES = tuple(SERVERS + AGENTS)  # the probe's nodes, in the role's order (k3s_hosts): probe-net-<i> on NODES[i]
+
+
+def probe(host, text=PROBE, nodes=NODES, **options):
+    return by_name(k3s_verdict.probe_checks(text, host, "ctl-a", list(nodes), **options))
+
+
+def changed(change, text=PROBE):
+    """The probe read with ``change(found, parsed)`` made to its sections and parsed JSON sections."""
+    found = k3s_verdict.live_sections(text)
+    parsed = {name: json.loads(found[name]) for name in ("pvc", "volume_pod", "pods", "service", "volumes")}
+    change(found, parsed)
+    found.update({name: json.dumps(value) for name, value in parsed.items()})
+    return "".join(f"### {name}\n{value}\n" for name, value in found.items())
+
+
+def net_pod(parsed, index):
+    return parsed["pods"]["items"][index]
+
+
+def test_a_probe_that_passed_passes_every_check():
+    first = probe("ctl-a")
+    assert list(first) == ["k3s_volume_bound", "k3s_probe_cleanup", "k3s_pod_to_pod", "k3s_pod_dns"]
+    assert all(check["passed"] and check["category"] == "k3s" for check in first.values()), first
+    assert first["k3s_volume_bound"]["message"] == (
+        "claim probe-volume Bound to pvc-6b1e2c9d-0f4a-4e1b-9a57-3c2d1e0f9a11 (16Mi, storage class local-path); pod "
+        "probe-volume on ctl-b wrote its node's name to it and read it back")
+    assert first["k3s_probe_cleanup"]["message"] == ("namespace aicluster-probe deleted with its pods and claim; no volume "
+                                                     "of its claim left")
+    assert first["k3s_pod_to_pod"]["message"] == (
+        "the pod on ctl-a (10.42.1.7) fetched ctl-b's name from its pod (10.42.2.6:8080); the pod on gpu-b (10.42.5.4) "
+        "fetched ctl-a's")
+    assert first["k3s_pod_dns"]["message"] == ("the pod on ctl-a resolved kubernetes.default.svc.cluster.local to "
+                                               "10.43.0.1, the ClusterIP of service kubernetes")
+    agent = probe("gpu-a")
+    assert list(agent) == ["k3s_pod_to_pod", "k3s_pod_dns"] and all(check["passed"] for check in agent.values())
+    assert agent["k3s_pod_to_pod"]["message"].startswith("the pod on gpu-a (10.42.4.4) fetched gpu-b's name")
+
+
+def test_a_claim_never_bound_fails_naming_the_wait_and_the_scheduler():
+    def change(found, parsed):
+        found["volume_bound_rc"] = found["volume_done_rc"] = "1"
+        found["volume_bound"] = "error: timed out waiting for the condition on persistentvolumeclaims/probe-volume"
+        found["volume_done"] = "error: timed out waiting for the condition on pods/probe-volume"
+        parsed["pvc"]["status"] = {"phase": "Pending"}
+        del parsed["pvc"]["spec"]["volumeName"]
+        pod = parsed["volume_pod"]
+        del pod["spec"]["nodeName"]
+        pod["status"] = {"conditions": [{"lastProbeTime": None, "lastTransitionTime": "2026-12-01T20:20:02Z",
+                                         "message": "running PreBind plugin \"VolumeBinding\": binding volumes: "
+                                                    "provisioning failed for PVC \"probe-volume\"",
+                                         "reason": "SchedulerError", "status": "False", "type": "PodScheduled"}],
+                         "phase": "Pending", "qosClass": "Burstable"}
+
+    check = probe("ctl-a", changed(change))["k3s_volume_bound"]
+    assert not check["passed"]
+    assert check["message"] == (
+        "claim probe-volume is Pending; waited 300 s for the claim probe-volume to be Bound: error: timed out waiting "
+        "for the condition on persistentvolumeclaims/probe-volume (exit 1); pod probe-volume Pending, not scheduled: "
+        "SchedulerError (running PreBind plugin \"VolumeBinding\": binding volumes: provisioning failed for PVC "
+        "\"probe-volume\"); waited 300 s for pod probe-volume to write and read the volume: error: timed out waiting "
+        "for the condition on pods/probe-volume (exit 1)")
+
+
+def test_a_volume_that_gives_back_something_else_fails():
+    def change(found, _parsed):
+        found["volume_log"] = "cat: can't open '/data/probe': No such file or directory"
+
+    check = probe("ctl-a", changed(change))["k3s_volume_bound"]
+    assert not check["passed"]
+    assert check["message"] == ("pod probe-volume on ctl-b read back \"cat: can't open '/data/probe': No such file or "
+                                "directory\", not what it wrote ('ctl-b')")
+
+
+def test_a_pod_whose_image_cannot_be_pulled_fails_its_node_and_its_neighbours():
+    def change(found, parsed):
+        pod = net_pod(parsed, 3)  # gpu-a
+        pod["status"]["phase"] = "Pending"
+        pod["status"].pop("podIP")
+        pod["status"].pop("podIPs")
+        pod["status"]["conditions"] = [item for item in pod["status"]["conditions"] if item["type"] != "Ready"] + [
+            {"lastProbeTime": None, "lastTransitionTime": "2026-12-01T20:20:03Z", "message": "containers with unready "
+             "status: [probe]", "reason": "ContainersNotReady", "status": "False", "type": "Ready"}]
+        pod["status"]["containerStatuses"][0].update(ready=False, started=False, state={"waiting": {
+            "message": "Back-off pulling image \"docker.io/rancher/mirrored-library-busybox:1.36.1\"",
+            "reason": "ImagePullBackOff"}})
+        found["net_ready_rc"] = "1"
+        found["net_ready"] = "\n".join(f"pod/probe-net-{i} condition met" for i in (0, 1, 2, 4)) + (
+            "\nerror: timed out waiting for the condition on pods/probe-net-3")
+        found["fetch_2_rc"] = found["fetch_3_rc"] = "1"
+        found["fetch_2"] = "wget: bad address 'http://:8080/'\ncommand terminated with exit code 1"
+        found["fetch_3"] = found["dns_3"] = 'error: unable to upgrade connection: container not found ("probe")'
+        found["dns_3_rc"] = "1"
+
+    text = changed(change)
+    mine = probe("gpu-a", text)
+    message = ("pod probe-net-3 for gpu-a: Pending on gpu-a, container probe waiting: ImagePullBackOff (Back-off "
+               "pulling image \"docker.io/rancher/mirrored-library-busybox:1.36.1\"); waited 300 s for the probe pods to "
+               "be Ready: pod/probe-net-0 condition met pod/probe-net-1 condition met pod/probe-net-2 condition met "
+               "pod/probe-net-4 condition met error: timed out waiting for the condition on pods/probe-net-3 (exit 1)")
+    assert [(check["passed"], check["message"]) for check in mine.values()] == [(False, message)] * 2
+    before, after = probe("ctl-c", text), probe("gpu-b", text)
+    assert not before["k3s_pod_to_pod"]["passed"] and before["k3s_pod_dns"]["passed"]
+    assert before["k3s_pod_to_pod"]["message"] == ("the pod on gpu-a is not Ready: Pending on gpu-a, container probe "
+                                                   "waiting: ImagePullBackOff (Back-off pulling image "
+                                                   "\"docker.io/rancher/mirrored-library-busybox:1.36.1\")")
+    assert not after["k3s_pod_to_pod"]["passed"] and after["k3s_pod_dns"]["passed"]
+    assert probe("ctl-a", text)["k3s_pod_to_pod"]["passed"]  # ctl-a's neighbours are ctl-b and gpu-b
+
+
+def test_traffic_that_does_not_cross_fails_with_wgets_words():
+    def change(found, _parsed):
+        found["fetch_1_rc"] = "1"
+        found["fetch_1"] = "wget: download timed out\ncommand terminated with exit code 1"
+
+    text = changed(change)
+    check = probe("ctl-b", text)["k3s_pod_to_pod"]
+    assert not check["passed"]
+    assert check["message"] == ("the pod on ctl-b (10.42.2.6) fetching from the pod on ctl-c (10.42.3.5:8080) failed: "
+                                "wget: download timed out command terminated with exit code 1 (exit 1)")
+    assert not probe("ctl-c", text)["k3s_pod_to_pod"]["passed"]  # reached by ctl-b: the same fetch
+    assert probe("ctl-a", text)["k3s_pod_to_pod"]["passed"]
+
+
+def test_an_answer_from_another_node_fails():
+    def change(found, _parsed):
+        found["fetch_0"] = "ctl-c"
+
+    check = probe("ctl-a", changed(change))["k3s_pod_to_pod"]
+    assert not check["passed"]
+    assert check["message"] == ("the pod on ctl-a (10.42.1.7) fetching from the pod on ctl-b (10.42.2.6:8080) got "
+                                "'ctl-c', not 'ctl-b'")
+
+
+def test_a_lookup_that_fails_or_answers_wrong_fails():
+    def change(found, _parsed):
+        found["dns_2_rc"] = "1"
+        found["dns_2"] = ("Server:\t\t10.43.0.10\nAddress:\t10.43.0.10:53\n\n** server can't find "
+                          "kubernetes.default.svc.cluster.local: NXDOMAIN\n\ncommand terminated with exit code 1")
+        found["dns_4"] = found["dns_4"].replace("Address: 10.43.0.1", "Address: 10.43.0.99")
+
+    text = changed(change)
+    nxdomain = probe("ctl-c", text)["k3s_pod_dns"]
+    assert not nxdomain["passed"]
+    assert nxdomain["message"] == (
+        "the pod on ctl-c found no address for kubernetes.default.svc.cluster.local: Server: 10.43.0.10 Address: "
+        "10.43.0.10:53 ** server can't find kubernetes.default.svc.cluster.local: NXDOMAIN command terminated with exit "
+        "code 1 (exit 1)")
+    wrong = probe("gpu-b", text)["k3s_pod_dns"]
+    assert not wrong["passed"]
+    assert wrong["message"] == ("the pod on gpu-b resolved kubernetes.default.svc.cluster.local to 10.43.0.99, not the "
+                                "ClusterIP of service kubernetes (10.43.0.1)")
+
+
+@pytest.mark.parametrize("text, name, addresses", [
+    # busybox 1.28 and later (1.36.1 is the probe's image)
+    ("Server:\t\t10.43.0.10\nAddress:\t10.43.0.10:53\n\nName:\tkubernetes.default.svc.cluster.local\nAddress: 10.43.0.1\n",
+     "kubernetes.default.svc.cluster.local", ["10.43.0.1"]),
+    # busybox before 1.28
+    ("Server:    10.43.0.10\nAddress 1: 10.43.0.10 kube-dns.kube-system.svc.cluster.local\n\n"
+     "Name:      kubernetes.default.svc.cluster.local\nAddress 1: 10.43.0.1 kubernetes.default.svc.cluster.local\n",
+     "kubernetes.default.svc.cluster.local", ["10.43.0.1"]),
+    # an answer for another name is not this one's
+    ("Server:\t\t10.43.0.10\nAddress:\t10.43.0.10:53\n\nName:\tother.example\nAddress: 192.0.2.1\n",
+     "kubernetes.default.svc.cluster.local", []),
+    ("", "kubernetes.default.svc.cluster.local", []),
+])
+def test_the_dns_answer_is_the_address_lines_after_the_name(text, name, addresses):
+    assert k3s_verdict.dns_answer(text, name) == addresses
+
+
+def test_a_probe_that_leaves_something_behind_fails_cleanup():
+    def change(found, parsed):
+        found["cleanup_rc"] = "1"
+        found["cleanup"] = ('namespace "aicluster-probe" deleted\nerror: timed out waiting for the condition on '
+                            'namespaces/aicluster-probe')
+        found["volume_deleted_rc"] = "1"
+        found["volume_deleted"] = ("error: timed out waiting for the condition on "
+                                   "persistentvolumes/pvc-6b1e2c9d-0f4a-4e1b-9a57-3c2d1e0f9a11")
+        parsed["volumes"]["items"] = [{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {
+            "name": "pvc-6b1e2c9d-0f4a-4e1b-9a57-3c2d1e0f9a11"}, "spec": {"claimRef": {
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "probe-volume", "namespace": "aicluster-probe",
+                "uid": "6b1e2c9d-0f4a-4e1b-9a57-3c2d1e0f9a11"}, "storageClassName": "local-path"},
+            "status": {"phase": "Released"}}]
+
+    check = probe("ctl-a", changed(change))["k3s_probe_cleanup"]
+    assert not check["passed"]
+    assert check["message"] == (
+        "namespace aicluster-probe not deleted: namespace \"aicluster-probe\" deleted error: timed out waiting for the "
+        "condition on namespaces/aicluster-probe (exit 1); volume pvc-6b1e2c9d-0f4a-4e1b-9a57-3c2d1e0f9a11 of the "
+        "probe's claim still there; waited 300 s for local-path to delete it: error: timed out waiting for the "
+        "condition on persistentvolumes/pvc-6b1e2c9d-0f4a-4e1b-9a57-3c2d1e0f9a11 (exit 1)")
+
+
+def test_a_refused_apply_fails_every_check_with_kubectls_words_and_cleanup_is_still_judged():
+    refused = ('Error from server (Forbidden): error when creating "STDIN": pods "probe-net-0" is forbidden: '
+               'exceeded quota: pods, requested: pods=1, used: pods=10, limited: pods=10')
+
+    def change(found, _parsed):
+        found["apply_rc"] = "1"
+        found["apply"] = refused
+
+    checks = probe("ctl-a", changed(change))
+    message = f"kubectl apply of the probe workload failed (exit 1): {refused}"
+    assert [(name, check["passed"], check["message"]) for name, check in checks.items() if name != "k3s_probe_cleanup"] == [
+        ("k3s_volume_bound", False, message), ("k3s_pod_to_pod", False, message), ("k3s_pod_dns", False, message)]
+    assert checks["k3s_probe_cleanup"]["passed"]
+    nothing = probe("gpu-a", "")
+    assert all(check["message"] == "the probe did not run (no output)" and not check["passed"] for check in nothing.values())
+
+
+def test_one_node_has_no_pod_to_reach_and_that_is_a_skip():
+    found = k3s_verdict.live_sections(PROBE)
+    pods = json.loads(found["pods"])
+    pods["items"] = pods["items"][:1]
+    found["pods"] = json.dumps(pods)
+    text = "".join(f"### {name}\n{value}\n" for name, value in found.items() if not name.startswith("fetch_"))
+    checks = probe("ctl-a", text, nodes=["ctl-a"])
+    assert checks["k3s_pod_to_pod"]["skip_reason"] == "one node in the cluster (ctl-a): no other node's pod to reach"
+    assert not checks["k3s_pod_to_pod"]["passed"]  # a skip is never a pass
+    assert checks["k3s_pod_dns"]["passed"] and checks["k3s_volume_bound"]["passed"]
+
+
+def test_probe_checks_skipped_with_the_live_reason_or_when_turned_off():
+    first = k3s_verdict.probe_checks("", "ctl-a", "ctl-a", NODES, "no k3s binary to install: ...")
+    assert [check["name"] for check in first] == list(k3s_verdict.PROBE_CLUSTER + k3s_verdict.PROBE_NODE)
+    assert all(check["skip_reason"] == "not live: no k3s binary to install: ..." and not check["passed"] for check in first)
+    off = k3s_verdict.probe_checks("", "gpu-a", "ctl-a", NODES, enabled=False)
+    assert [(check["name"], check["skip_reason"]) for check in off] == [
+        ("k3s_pod_to_pod", "k3s_probe is false: no probe workload was run"),
+        ("k3s_pod_dns", "k3s_probe is false: no probe workload was run")]
+
+
+# ------------------------------------------------------------------------------------ GPU support
+
+GPU_READ = (FIXTURES / "live" / "gpu-ready.txt").read_text()
+
+
+@pytest.fixture(name="t4_facts")
+def fixture_t4_facts(tmp_path):
+    """What gpu_facts reads (sysfs only) on the AWS Tesla T4 host of fixtures/gpu, on Debian."""
+    facts = gpu.gather(build_sysfs("tesla-t4-aws", tmp_path / "sys"), "", str(tmp_path / "dev"))
+    facts["distribution"] = {"id": "debian", "version_id": "12", "family": "Debian"}
+    return facts
+
+
+def gpu_check(text, host, plan, facts, skip_reason=""):
+    checks = k3s_verdict.gpu_checks(text, host, plan, facts, skip_reason)
+    assert [check["name"] for check in checks] == ["k3s_gpu_runtime"]
+    return checks[0]
+
+
+def gpu_edited(change):
+    """The GPU read with ``change(found, parsed)`` made to its sections and parsed JSON sections."""
+    found = k3s_verdict.live_sections(GPU_READ)
+    parsed = {name: json.loads(found[name]) for name in ("runtimeclasses", "daemonset", "pods", "nodes")}
+    change(found, parsed)
+    found.update({name: json.dumps(value) for name, value in parsed.items()})
+    return "".join(f"### {name}\n{value}\n" for name, value in found.items())
+
+
+def item(listing, name):
+    return next(entry for entry in listing["items"] if entry["metadata"]["name"] == name)
+
+
+def test_a_gpu_node_with_its_runtime_plugin_and_gpus_passes(t4_facts):
+    plan = gpu_stack.host_plan(t4_facts, container_runtime=True)
+    assert (plan["stack"], plan["container"]["runtime"]) == ("cuda", "nvidia")
+    check = gpu_check(GPU_READ, "gpu-a", plan, t4_facts)
+    assert check["passed"], check
+    assert check["message"] == ("RuntimeClass nvidia (handler nvidia); device plugin pod nvidia-device-plugin-daemonset-"
+                                "7x2kq Ready on gpu-a (10.42.4.3) (nvcr.io/nvidia/k8s-device-plugin:v0.17.1); allocatable "
+                                "nvidia.com/gpu 1, the 1 GPU(s) of its PCI bus")
+    assert check["figures"] == {"gpus": 1}
+
+
+def test_a_node_that_advertises_no_gpu_fails_naming_both_counts(t4_facts):
+    def change(_found, parsed):
+        for key in ("allocatable", "capacity"):
+            del item(parsed["nodes"], "gpu-a")["status"][key]["nvidia.com/gpu"]
+
+    check = gpu_check(gpu_edited(change), "gpu-a", gpu_stack.host_plan(t4_facts, container_runtime=True), t4_facts)
+    assert not check["passed"] and check["figures"] == {"gpus": 0}
+    assert check["message"] == ("gpu-a advertises no allocatable nvidia.com/gpu (capacity none); its PCI bus shows 1 "
+                                "GPU(s) of the cuda stack")
+
+
+def test_a_crashing_plugin_and_a_missing_runtime_class_fail(t4_facts):
+    def change(found, parsed):
+        parsed["runtimeclasses"]["items"].remove(item(parsed["runtimeclasses"], "nvidia"))
+        pod = item(parsed["pods"], "nvidia-device-plugin-daemonset-7x2kq")
+        pod["status"]["conditions"] = [entry for entry in pod["status"]["conditions"] if entry["type"] != "Ready"]
+        pod["status"]["containerStatuses"][0].update(ready=False, restartCount=4, started=False, state={"waiting": {
+            "message": "back-off 1m20s restarting failed container=nvidia-device-plugin-ctr "
+                       "pod=nvidia-device-plugin-daemonset-7x2kq_kube-system(7e9a1b3d-5f7a-4c9e-8b1d-3f5a7c9e1b7x00)",
+            "reason": "CrashLoopBackOff"}})
+        found["rollout_rc"] = "1"
+        found["rollout"] = ("Waiting for daemon set \"nvidia-device-plugin-daemonset\" rollout to finish: 1 of 2 updated "
+                            "pods are available...\nerror: timed out waiting for the condition")
+
+    check = gpu_check(gpu_edited(change), "gpu-a", gpu_stack.host_plan(t4_facts, container_runtime=True), t4_facts)
+    assert not check["passed"]
+    assert check["message"] == (
+        "no RuntimeClass nvidia (RuntimeClasses: crun, lunatic, nvidia-experimental, slight, spin, wasmedge, wasmer, "
+        "wasmtime, wws); device plugin pod nvidia-device-plugin-daemonset-7x2kq Running on gpu-a, container "
+        "nvidia-device-plugin-ctr waiting: CrashLoopBackOff (back-off 1m20s restarting failed container="
+        "nvidia-device-plugin-ctr pod=nvidia-device-plugin-daemonset-7x2kq_kube-system(7e9a1b3d-5f7a-4c9e-8b1d-"
+        "3f5a7c9e1b7x00)); waited 300 s for daemonset nvidia-device-plugin-daemonset to roll out: Waiting for daemon "
+        "set \"nvidia-device-plugin-daemonset\" rollout to finish: 1 of 2 updated pods are available... error: timed "
+        "out waiting for the condition (exit 1)")
+
+
+def test_gpu_support_is_skipped_with_the_reason_where_it_does_not_apply(t4_facts, tmp_path):
+    cpu = gpu.gather(build_sysfs("cpu-only-ci", tmp_path / "cpu"), "", str(tmp_path / "dev"))
+    cpu["distribution"] = {"id": "debian", "version_id": "12", "family": "Debian"}
+    cases = [
+        (gpu_stack.host_plan(cpu, container_runtime=True), cpu, "no GPU stack on this host (cpu): no GPU: CPU fallback"),
+        (gpu_stack.host_plan(t4_facts), t4_facts,
+         "no container support for the cuda stack on this host: gpu_container_runtime is false"),
+        ({"stack": "rocm", "container": gpu_stack.container_choice("Debian", "rocm")}, {},
+         "the rocm stack has no container runtime of its own (ROCm containers need no runtime of their own: the device "
+         "plugin passes /dev/kfd and /dev/dri); the role deploys no device plugin for it"),
+        (None, None, "no GPU plan for gpu-a: its GPUs were not read (k3s does not run on it)"),
+    ]
+    for plan, facts, reason in cases:
+        check = gpu_check("", "gpu-a", plan, facts)
+        assert (check["passed"], check["skip_reason"]) == (False, reason)
+    live = gpu_check("", "gpu-a", gpu_stack.host_plan(t4_facts, container_runtime=True), t4_facts, "no k3s binary")
+    assert live["skip_reason"] == "not live: no k3s binary"
+
+
+def test_every_live_check_has_a_description():
+    assert set(k3s_verdict.DESCRIPTIONS) >= set(k3s_verdict.PROBE_CLUSTER + k3s_verdict.PROBE_NODE + k3s_verdict.GPU_NODE)
