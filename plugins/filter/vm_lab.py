@@ -18,10 +18,10 @@ import uuid
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.aicluster.lab.plugins.module_utils.mac import unicast_mac
+from ansible_collections.aicluster.lab.plugins.module_utils.names import IFNAMSIZ, lab_node_name
 
 # uuid5 namespace for lab domains; any fixed value works, this one is ours.
 _LAB_NAMESPACE = uuid.UUID("6f1d3c52-4e0b-5a55-9a8e-2b1f5c0a7d31")
-_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def _seed_text(seed, filter_name):
@@ -79,8 +79,10 @@ def lab_node_specs(hosts, hostvars, lab, plan_hosts=None):
     for host in hosts:
         hv = hostvars[host]
         model = _model(plan_hosts, host)
-        if not _HOSTNAME.match(host):
-            raise AnsibleFilterError(f"host {host}: inventory_hostname: {host!r} is not a valid host name (a-z, 0-9, '-')")
+        try:
+            lab_node_name(host)
+        except ValueError as exc:
+            raise AnsibleFilterError(f"host {host}: inventory_hostname: {exc}") from None
         address = hv.get("ansible_host")
         if address is None:
             raise AnsibleFilterError(f"host {host}: ansible_host: not set; each lab node needs its management address")
@@ -194,7 +196,6 @@ def lab_mgmt_dhcp(specs, mgmt_address):
 
 
 _LAB_NIC = re.compile(r"^eth([1-9][0-9]?)$")
-_BRIDGE_NAME_MAX = 15  # IFNAMSIZ - 1: a longer bridge name is refused by the kernel
 
 
 def _nic_list(host, node_nics):
@@ -215,10 +216,10 @@ def _nic(host, entry):
 def lab_network_name(lab, network):
     """The libvirt network (and bridge) of one profile network that the lab serves itself."""
     name = f"{lab['name']}-{network}"
-    if len(name) > _BRIDGE_NAME_MAX:
+    if len(name) > IFNAMSIZ:  # a longer bridge name is refused by the kernel
         raise AnsibleFilterError(
             f"vm_lab_name: {lab['name']!r} is too long for the bridge of network {network!r}: "
-            f"{name!r} has more than {_BRIDGE_NAME_MAX} characters")
+            f"{name!r} has more than {IFNAMSIZ} characters")
     return name
 
 
