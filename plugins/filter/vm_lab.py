@@ -22,6 +22,9 @@ from ansible_collections.aicluster.lab.plugins.module_utils.names import IFNAMSI
 
 # uuid5 namespace for lab domains; any fixed value works, this one is ours.
 _LAB_NAMESPACE = uuid.UUID("6f1d3c52-4e0b-5a55-9a8e-2b1f5c0a7d31")
+# What a lab writes as the owner into each of its domains' metadata (libvirt_domain's owner):
+# the lab's name after this, so two labs on one host never touch each other's domains.
+_OWNER_PREFIX = "aicluster.lab/"
 
 
 def _seed_text(seed, filter_name):
@@ -39,6 +42,13 @@ def lab_mac(seed):
 def lab_uuid(seed):
     """A name-based (version 5) UUID from a seed string."""
     return str(uuid.uuid5(_LAB_NAMESPACE, _seed_text(seed, "lab_uuid")))
+
+
+def lab_owner(name):
+    """The owner a lab named ``name`` writes into its domains, and requires of a domain it touches."""
+    if not isinstance(name, str) or not name:
+        raise AnsibleFilterError(f"lab_owner: the lab's name must be a non-empty string, got {name!r}")
+    return _OWNER_PREFIX + name
 
 
 def _positive_int(host, field, value):
@@ -60,7 +70,8 @@ def lab_node_specs(hosts, hostvars, lab, plan_hosts=None):
     """Turn the inventory's lab nodes into the specs the vm_lab role provisions.
 
     ``lab`` carries the role's settings: name, mgmt_network, mgmt_address,
-    node_nics, vcpus, memory_mib, kernel_cmdline and image_key. Per-host inventory
+    node_nics, vcpus, memory_mib, kernel_cmdline, image_key and snapshot_dir (the lab's
+    directory of saved boot states). Per-host inventory
     variables (vm_lab_vcpus, vm_lab_memory_mib, vm_lab_node_nics) override them.
     Every error names the host, the field and the value, and comes before any change.
     """
@@ -142,6 +153,10 @@ def lab_node_specs(hosts, hostvars, lab, plan_hosts=None):
         # The snapshot key covers everything the saved memory state depends on.
         fingerprint = json.dumps([lab["image_key"], spec], sort_keys=True)
         spec["snapshot_key"] = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+        # Where the node's domain comes from and where its saved boot state (memory.save,
+        # disk.qcow2, hostkey.pub) lives; added after the key, which they do not change.
+        spec["owner"] = lab_owner(lab["name"])
+        spec["snapshot"] = f"{lab['snapshot_dir']}/{host}-{spec['snapshot_key']}"
         specs.append(spec)
     return specs
 
@@ -336,6 +351,7 @@ class FilterModule:
         return {
             "lab_mac": lab_mac,
             "lab_uuid": lab_uuid,
+            "lab_owner": lab_owner,
             "lab_node_specs": lab_node_specs,
             "lab_mgmt_dhcp": lab_mgmt_dhcp,
             "lab_profile_nics": lab_profile_nics,
