@@ -18,10 +18,13 @@ import uuid
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.aicluster.lab.plugins.module_utils.mac import unicast_mac
+from ansible_collections.aicluster.lab.plugins.module_utils.names import IFNAMSIZ, lab_node_name
 
 # uuid5 namespace for lab domains; any fixed value works, this one is ours.
 _LAB_NAMESPACE = uuid.UUID("6f1d3c52-4e0b-5a55-9a8e-2b1f5c0a7d31")
-_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# What a lab writes as the owner into each of its domains' metadata (libvirt_domain's owner):
+# the lab's name after this, so two labs on one host never touch each other's domains.
+_OWNER_PREFIX = "aicluster.lab/"
 
 
 def _seed_text(seed, filter_name):
@@ -39,6 +42,13 @@ def lab_mac(seed):
 def lab_uuid(seed):
     """A name-based (version 5) UUID from a seed string."""
     return str(uuid.uuid5(_LAB_NAMESPACE, _seed_text(seed, "lab_uuid")))
+
+
+def lab_owner(name):
+    """The owner a lab named ``name`` writes into its domains, and requires of a domain it touches."""
+    if not isinstance(name, str) or not name:
+        raise AnsibleFilterError(f"lab_owner: the lab's name must be a non-empty string, got {name!r}")
+    return _OWNER_PREFIX + name
 
 
 def _positive_int(host, field, value):
@@ -60,7 +70,8 @@ def lab_node_specs(hosts, hostvars, lab, plan_hosts=None):
     """Turn the inventory's lab nodes into the specs the vm_lab role provisions.
 
     ``lab`` carries the role's settings: name, mgmt_network, mgmt_address,
-    node_nics, vcpus, memory_mib, kernel_cmdline and image_key. Per-host inventory
+    node_nics, vcpus, memory_mib, kernel_cmdline, image_key and snapshot_dir (the lab's
+    directory of saved boot states). Per-host inventory
     variables (vm_lab_vcpus, vm_lab_memory_mib, vm_lab_node_nics) override them.
     Every error names the host, the field and the value, and comes before any change.
     """
@@ -79,8 +90,10 @@ def lab_node_specs(hosts, hostvars, lab, plan_hosts=None):
     for host in hosts:
         hv = hostvars[host]
         model = _model(plan_hosts, host)
-        if not _HOSTNAME.match(host):
-            raise AnsibleFilterError(f"host {host}: inventory_hostname: {host!r} is not a valid host name (a-z, 0-9, '-')")
+        try:
+            lab_node_name(host)
+        except ValueError as exc:
+            raise AnsibleFilterError(f"host {host}: inventory_hostname: {exc}") from None
         address = hv.get("ansible_host")
         if address is None:
             raise AnsibleFilterError(f"host {host}: ansible_host: not set; each lab node needs its management address")
@@ -140,6 +153,10 @@ def lab_node_specs(hosts, hostvars, lab, plan_hosts=None):
         # The snapshot key covers everything the saved memory state depends on.
         fingerprint = json.dumps([lab["image_key"], spec], sort_keys=True)
         spec["snapshot_key"] = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+        # Where the node's domain comes from and where its saved boot state (memory.save,
+        # disk.qcow2, hostkey.pub) lives; added after the key, which they do not change.
+        spec["owner"] = lab_owner(lab["name"])
+        spec["snapshot"] = f"{lab['snapshot_dir']}/{host}-{spec['snapshot_key']}"
         specs.append(spec)
     return specs
 
@@ -194,7 +211,6 @@ def lab_mgmt_dhcp(specs, mgmt_address):
 
 
 _LAB_NIC = re.compile(r"^eth([1-9][0-9]?)$")
-_BRIDGE_NAME_MAX = 15  # IFNAMSIZ - 1: a longer bridge name is refused by the kernel
 
 
 def _nic_list(host, node_nics):
@@ -215,10 +231,10 @@ def _nic(host, entry):
 def lab_network_name(lab, network):
     """The libvirt network (and bridge) of one profile network that the lab serves itself."""
     name = f"{lab['name']}-{network}"
-    if len(name) > _BRIDGE_NAME_MAX:
+    if len(name) > IFNAMSIZ:  # a longer bridge name is refused by the kernel
         raise AnsibleFilterError(
             f"vm_lab_name: {lab['name']!r} is too long for the bridge of network {network!r}: "
-            f"{name!r} has more than {_BRIDGE_NAME_MAX} characters")
+            f"{name!r} has more than {IFNAMSIZ} characters")
     return name
 
 
@@ -335,6 +351,7 @@ class FilterModule:
         return {
             "lab_mac": lab_mac,
             "lab_uuid": lab_uuid,
+            "lab_owner": lab_owner,
             "lab_node_specs": lab_node_specs,
             "lab_mgmt_dhcp": lab_mgmt_dhcp,
             "lab_profile_nics": lab_profile_nics,

@@ -20,6 +20,8 @@ import socket
 import threading
 import time
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
+
 # What ends a boot for good, as printed on a Debian guest's serial console. Checked
 # against real output: tests/unit/fixtures/console/.
 FATAL_PATTERNS = [
@@ -34,7 +36,7 @@ FATAL_PATTERNS = [
 ]
 
 
-class ConsoleWatchError(ValueError):
+class ConsoleWatchError(InputError):
     """Bad input. The message names the option and the offending value."""
 
 

@@ -25,6 +25,7 @@ import json
 import re
 
 from ansible_collections.aicluster.lab.plugins.module_utils import exo_firewall
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import IpJsonError, ip_json, link_local_addresses
 from ansible_collections.aicluster.lab.plugins.module_utils.os_release import parse_os_release
 from ansible_collections.aicluster.lab.plugins.module_utils.rdma import package_family
@@ -39,7 +40,7 @@ MACHINE_ID = re.compile(r"^[0-9a-f]{32}$")
 REQUIRED_SECTIONS = ("os_release", "arch", "machine_id", "identity", "user", "paths", "files", "units", "nft", "addrs")
 
 
-class ExoInputError(ValueError):
+class ExoInputError(InputError):
     """Output that is not the read-state script's, or wanted state the role cannot reach."""
 
 

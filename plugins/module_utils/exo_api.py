@@ -24,12 +24,13 @@ import ipaddress
 import json
 import re
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 
 _NODE_ID = re.compile(r"^[1-9a-f][0-9a-f]{0,31}$")
 _SS_ADDR = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[0-9.]+)|(?P<star>\*))(?:%(?P<scope>[^:\s]+))?:(?P<port>\d+|\*)$")
 
 
-class ExoApiError(ValueError):
+class ExoApiError(InputError):
     """An answer that is not what EXO's models define."""
 
 

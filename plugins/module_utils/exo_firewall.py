@@ -33,11 +33,14 @@ from __future__ import annotations
 import ipaddress
 import json
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
+from ansible_collections.aicluster.lab.plugins.module_utils.names import interface_name
+
 TABLE = "aicluster_exo"
 FAMILY = "inet"
 
 
-class FirewallInputError(ValueError):
+class FirewallInputError(InputError):
     """A listing that is not ``nft -j`` JSON, or a spec the role cannot write."""
 
 
@@ -66,7 +69,12 @@ def _check_spec(spec):
                 raise FirewallInputError(f"firewall spec {key}: {value!r} is not an address or prefix") from exc
             if net.version != version:
                 raise FirewallInputError(f"firewall spec {key}: {value!r} is not IPv{version}")
-    if not spec["interface"] or '"' in spec["interface"]:
+    try:
+        iface = interface_name(spec["interface"])
+    except ValueError:
+        iface = None
+    # The kernel takes a '"' in a name, but the ruleset writes the name between quotes.
+    if iface is None or '"' in iface:
         raise FirewallInputError(f"firewall spec interface: {spec['interface']!r} is not an interface name")
 
 

@@ -40,6 +40,8 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import ModuleFailure
+from ansible_collections.aicluster.lab.plugins.module_utils.names import interface_name
 from ansible_collections.aicluster.lab.plugins.module_utils.ping import parse_ping_summary
 
 SYS_CLASS_NET = '/sys/class/net'
@@ -65,13 +67,8 @@ _ERROR = re.compile(r'^\[(\d+\.\d+)\] From .*? icmp_seq=(\d+) ')
 _STAMP = re.compile(r'^\[(\d+\.\d+)\] ')
 
 
-class ProbeError(Exception):
-    """A refused option or a probe that could not run; ``result`` goes into the module's failure."""
-
-    def __init__(self, msg, **result):
-        super().__init__(msg)
-        self.msg = msg
-        self.result = result
+class ProbeError(ModuleFailure):
+    """A refused option or a probe that could not run."""
 
 
 # ---------------------------------------------------------------- options
@@ -105,17 +102,25 @@ def _is_ip(text):
     return True
 
 
+def _is_interface_name(value):
+    try:
+        interface_name(value)
+    except ValueError:
+        return False
+    return True
+
+
 def validate(target, bond, interface, interval_ms, duration_s, uid=None, settle_s=None):
     """Check the options against ping's limits and this host; every error names the option and value."""
     if not isinstance(target, str) or not _is_ip(target):
         raise ProbeError('target: %r is not an IP address' % (target,))
-    if not isinstance(bond, str) or not bond or '/' in bond or bond in ('.', '..'):
+    if not _is_interface_name(bond):
         raise ProbeError('bond: %r is not an interface name' % (bond,))
     bonding = os.path.join(SYS_CLASS_NET, bond, 'bonding')
     if not os.path.isdir(bonding):
         raise ProbeError('bond: %r is not a bond on this host (no %s)' % (bond, bonding))
     if interface is not None:
-        if not isinstance(interface, str) or not interface or '/' in interface or interface in ('.', '..'):
+        if not (isinstance(interface, str) and _is_ip(interface)) and not _is_interface_name(interface):
             raise ProbeError('interface: %r is not an interface name or address' % (interface,))
         path = os.path.join(SYS_CLASS_NET, interface)
         if not _is_ip(interface) and not os.path.exists(path):

@@ -17,10 +17,12 @@ import os
 import stat
 import tempfile
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
+
 DIRECTORY_MODE = 0o755
 
 
-class FileSetError(ValueError):
+class FileSetError(InputError):
     """An entry that cannot be brought to its state (a bad mode, a directory in the way)."""
 
 

@@ -20,6 +20,8 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
+
 SYSFS_ROOT = '/sys'
 PROC_MODULES = '/proc/modules'
 DEV_ROOT = '/dev'
@@ -63,7 +65,7 @@ TOOL_COMMANDS = {
 TOOL_VENDORS = {'nvidia-smi': VENDOR_NVIDIA, 'rocm-smi': VENDOR_AMD, 'xpu-smi': VENDOR_INTEL}
 
 
-class ToolOutputError(Exception):
+class ToolOutputError(InputError):
     """A vendor tool's output that cannot be read; the message names the tool."""
 
 

@@ -25,6 +25,7 @@ Sources, per vendor:
 
 from __future__ import annotations
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 from ansible_collections.aicluster.lab.plugins.module_utils.os_release import family_of, parse_os_release
 
 FAMILIES = ('Debian', 'Ubuntu', 'RHEL')
@@ -76,7 +77,7 @@ _NOTHING = dict(driver_packages=[], runtime_packages=[], repository=None, key_ur
                 blacklist_nouveau=False)
 
 
-class StackChoiceError(ValueError):
+class StackChoiceError(InputError):
     """A family or stack the data does not cover; the message names the field and the value."""
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 
-class Iperf3Error(ValueError):
+
+class Iperf3Error(InputError):
     """Input that is not the output of a finished iperf3 -J client run, or iperf3's own error."""
 
 

@@ -32,6 +32,7 @@ import re
 from collections.abc import Mapping
 
 from ansible_collections.aicluster.lab.plugins.module_utils import k3s_flags
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 
 # The only variables of a host that the k3s config reads from the inventory.
 HOST_KEYS = ("k3s_node_labels", "k3s_node_taints", "k3s_config_extra")
@@ -55,7 +56,7 @@ _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?=([A-Za-z0-9]([A
 _TAINT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?(=[A-Za-z0-9._-]*)?:([A-Za-z]+)$")
 
 
-class K3sConfigError(ValueError):
+class K3sConfigError(InputError):
     """A role input or a rendered value that cannot make a valid k3s config."""
 
 

@@ -30,9 +30,10 @@ import re
 from collections.abc import Mapping
 
 from ansible_collections.aicluster.lab.plugins.module_utils import k3s_config, k3s_flags
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 
 
-class K3sHostError(ValueError):
+class K3sHostError(InputError):
     """Input the role cannot act on: a group, an artifact directory, a drop-in, a read."""
 
 

@@ -18,13 +18,12 @@ import ipaddress
 import re
 import xml.etree.ElementTree as ET
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 from ansible_collections.aicluster.lab.plugins.module_utils.mac import unicast_mac
+from ansible_collections.aicluster.lab.plugins.module_utils.names import IFNAMSIZ, host_name, interface_name
 
 LAB_NS = 'https://aicluster.lab/xmlns/lab/1'
 LAB_PREFIX = 'lab'
-
-# Linux IFNAMSIZ is 16 including the trailing NUL.
-BRIDGE_NAME_MAX = 15
 
 FORWARD_MODES = ('none', 'nat', 'route')
 DOMAIN_TYPES = ('auto', 'qemu', 'kvm')
@@ -40,8 +39,6 @@ _PCI_RE = re.compile(r'^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$
 _PCI_ID_RE = re.compile(r'^([0-9a-f]{4}):([0-9a-f]{4})$')
 _UUID_RE = re.compile(r'^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$')
 _MODEL_RE = re.compile(r'^[A-Za-z0-9_.-]+$')
-_HOSTNAME_RE = re.compile(r'^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)'
-                          r'(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$')
 
 _UNIT_FACTORS = {
     'b': 1, 'bytes': 1,
@@ -52,7 +49,7 @@ _UNIT_FACTORS = {
 }
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """Bad user input. The message names the option and the offending value."""
 
 
@@ -204,11 +201,13 @@ def validate_network_params(params):
 
     bridge = params.get('bridge')
     if bridge is not None:
-        if not bridge or len(bridge) > BRIDGE_NAME_MAX:
+        try:
+            interface_name(bridge)
+        except ValueError:
+            if bridge and len(bridge) <= IFNAMSIZ:
+                raise SpecError("bridge: %s is not a valid interface name (no '/', ':' or whitespace)" % bridge) from None
             raise SpecError('bridge: %s must be 1 to %d characters (Linux interface name limit)'
-                            % (bridge, BRIDGE_NAME_MAX))
-        if bridge in ('.', '..') or re.search(r'[\s/:]', bridge):
-            raise SpecError("bridge: %s is not a valid interface name (no '/', ':' or whitespace)" % bridge)
+                            % (bridge, IFNAMSIZ)) from None
         spec['bridge'] = bridge
 
     if params.get('mtu') is not None:
@@ -266,8 +265,10 @@ def validate_network_params(params):
         name = host.get('name')
         if name is not None:
             name = str(name)
-            if not _HOSTNAME_RE.match(name):
-                raise SpecError('%s.name: %s is not a valid host name' % (field, name))
+            try:
+                host_name(name)
+            except ValueError:
+                raise SpecError('%s.name: %s is not a valid host name' % (field, name)) from None
         if mac in seen_mac:
             raise SpecError('%s.mac: %s is already used by dhcp_hosts[%d]' % (field, mac, seen_mac[mac]))
         if str(ip) in seen_ip:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import ipaddress
 import json
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
+
 
 def _check(name, phase, description, problems, ok_message):
     return {
@@ -24,7 +26,7 @@ def _check(name, phase, description, problems, ok_message):
     }
 
 
-class IpJsonError(ValueError):
+class IpJsonError(InputError):
     """Text that should be the JSON of ``ip -j`` and is not."""
 
 

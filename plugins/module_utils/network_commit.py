@@ -58,6 +58,7 @@ import sys
 import time
 
 from ansible_collections.aicluster.lab.plugins.module_utils import network_rollback
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import ModuleFailure
 from ansible_collections.aicluster.lab.plugins.module_utils.network_rollback import atomic_write, fsync_dir, read_owned
 from ansible_collections.aicluster.lab.plugins.module_utils.network_units import entry_text, plan_change
 
@@ -93,13 +94,8 @@ MARKERS = ('confirmed', 'rolled_back', 'aborted', 'abandoned')
 EFFECTIVE = 'effective'
 
 
-class CommitError(Exception):
-    """A refused or failed change; ``result`` goes into the module's failure."""
-
-    def __init__(self, msg, **result):
-        super().__init__(msg)
-        self.msg = msg
-        self.result = result
+class CommitError(ModuleFailure):
+    """A refused or failed network change."""
 
 
 # ---------------------------------------------------------------- validation

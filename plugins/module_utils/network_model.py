@@ -23,7 +23,9 @@ import ipaddress
 import re
 from collections.abc import Mapping
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 from ansible_collections.aicluster.lab.plugins.module_utils.mac import unicast_mac
+from ansible_collections.aicluster.lab.plugins.module_utils.names import IFNAMSIZ, interface_name
 
 BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb")
 PRIMARY_MODES = ("active-backup", "balance-tlb", "balance-alb")
@@ -33,7 +35,6 @@ LACP_RATES = ("slow", "fast")
 # 1280 is the IPv6 minimum: below it the kernel drops IPv6 from the interface, and the
 # cluster interface must keep its IPv6 link-local address (EXO discovers peers there).
 MTU_MIN, MTU_MAX, MTU_DEFAULT = 1280, 9216, 1500
-IFNAMSIZ = 15  # IFNAMSIZ - 1: the kernel refuses longer interface names
 # The kernel sets miimon to 100 when neither miimon nor arp_interval is given.
 MIIMON_DEFAULT = 100
 K3S_DEFAULTS = {"cluster_cidr": "10.42.0.0/16", "service_cidr": "10.43.0.0/16"}
@@ -56,11 +57,10 @@ RDMA_DEFAULTS = {"device": "rxe0", "priority": 3, "trust": "dscp"}
 # to what a shell and a unit name take without quoting.
 _RDMA_DEVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
-_BAD_IFNAME_CHARS = re.compile(r"[/:\s]")
 _NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
-class NetworkModelError(ValueError):
+class NetworkModelError(InputError):
     """A profile or an inventory value that cannot make a valid host model."""
 
 
@@ -121,12 +121,10 @@ class _Where:
         return value
 
     def ifname(self, value, field):
-        if not isinstance(value, str) or not value:
-            self.fail(field, f"{_show(value)} is not an interface name")
-        if len(value) > IFNAMSIZ:
-            self.fail(field, f"{_show(value)} is longer than {IFNAMSIZ} characters, the kernel's limit for interface names")
-        if _BAD_IFNAME_CHARS.search(value) or value in (".", ".."):
-            self.fail(field, f"{_show(value)} is not a valid interface name (no '/', ':' or whitespace)")
+        try:
+            interface_name(value)
+        except ValueError as exc:
+            self.fail(field, str(exc))
         return str(value)
 
     def mtu(self, value, field):

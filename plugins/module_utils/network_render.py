@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
+
 # systemd-networkd uses the first .network file, in lexical order, that matches a link.
 # Debian's cloud images ship a catch-all such as 90-*.network (DHCP on every ethernet);
 # a 10- prefix puts ours first, so the catch-all never configures our interfaces.
@@ -32,7 +34,7 @@ DEFAULT_PREFIX = "10-aicluster"
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class NetworkRenderError(ValueError):
+class NetworkRenderError(InputError):
     """The input is not a host model this module can render."""
 
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import re
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 
-class PerftestError(ValueError):
+
+class PerftestError(InputError):
     """Output that holds no perftest result."""
 
 

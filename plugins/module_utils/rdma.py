@@ -23,11 +23,12 @@ import ipaddress
 import json
 import re
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 from ansible_collections.aicluster.lab.plugins.module_utils.os_release import family_of, parse_os_release
 from ansible_collections.aicluster.lab.plugins.module_utils.script_output import sections
 
 
-class RdmaInputError(ValueError):
+class RdmaInputError(InputError):
     """Output that is not what read-state.sh prints, or a plan the host cannot serve."""
 
 

@@ -25,10 +25,12 @@ import socket
 import tempfile
 import time
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
+
 TIMEOUT = 'timeout'
 
 
-class ReachabilityError(ValueError):
+class ReachabilityError(InputError):
     """Bad input. The message names the option and the offending value."""
 
 

@@ -45,8 +45,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import subprocess
+
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import ModuleFailure
+from ansible_collections.aicluster.lab.plugins.module_utils.names import interface_name
 
 # Swapped for stand-ins by the unit tests, like network_commit's IP and NETWORKCTL.
 TC = ['tc']
@@ -94,17 +96,11 @@ TOLERANCE = {
     'latency_ms': (1.0, 0.02),
 }
 
-IFNAME_RE = re.compile(r'^[^/\s:]{1,15}$')
 NUMBERS = ('delay_ms', 'jitter_ms', 'loss_percent', 'rate_mbit', 'burst_kbit')
 
 
-class ConstraintError(Exception):
-    """A refused or failed change; ``result`` goes into the module's failure."""
-
-    def __init__(self, msg, **result):
-        super().__init__(msg)
-        self.msg = msg
-        self.result = result
+class ConstraintError(ModuleFailure):
+    """A refused or failed change of a constraint."""
 
 
 # ---------------------------------------------------------------- validation
@@ -130,8 +126,10 @@ def validate(params):
     and burst_kbit (None: derived from the rate and the MTU).
     """
     interface = params.get('interface')
-    if not isinstance(interface, str) or not IFNAME_RE.match(interface) or interface in ('.', '..'):
-        raise ConstraintError('interface: %r is not an interface name' % (interface,))
+    try:
+        interface_name(interface)
+    except ValueError:
+        raise ConstraintError('interface: %r is not an interface name' % (interface,)) from None
     state = params.get('state') or 'present'
     if state not in ('present', 'absent'):
         raise ConstraintError("state: %r is not one of present, absent" % (state,))

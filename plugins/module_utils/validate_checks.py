@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 from ansible_collections.aicluster.lab.plugins.module_utils.network_checks import (
     IpJsonError,
     ip_json,
@@ -32,7 +33,7 @@ STATE_SECTIONS = ("system_state", "failed_units", "uname", "links", "addrs", "ro
 _JSON_SECTIONS = ("links", "addrs", "routes", "neigh")
 
 
-class ValidateInputError(ValueError):
+class ValidateInputError(InputError):
     """Output that is not what the read or probe script prints."""
 
 

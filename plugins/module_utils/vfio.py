@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 from ansible_collections.aicluster.lab.plugins.module_utils.gpu import _link_name, _read, normalise_address
 
 SYSFS_ROOT = '/sys'
@@ -32,7 +33,7 @@ IOMMU_PARAMS = re.compile(r'(?:^|\s)((?:intel_iommu|amd_iommu|iommu)=\S+)')
 _PCI_ID = re.compile(r'^([0-9a-f]{4}):([0-9a-f]{4})$')
 
 
-class DeviceError(ValueError):
+class DeviceError(InputError):
     """A device entry that is not a PCI address or vendor:device id; the message names it."""
 
 

@@ -26,7 +26,7 @@ description:
     it ran), with whatever it measured;
     judging the figures (how long a failover may take, how many packets it may lose) is the
     playbook's job.
-version_added: 0.1.0
+version_added: 0.3.0
 author:
   - aicluster.lab contributors (@aicluster)
 options:

@@ -18,7 +18,7 @@ description:
     the domain stops and the persistent definition is never touched.
   - Idempotent. An interface without C(<link>) element is up.
   - Meant for failover tests; RV(time) says when the change took effect.
-version_added: 0.1.0
+version_added: 0.3.0
 author:
   - aicluster.lab developers (@aicluster)
 requirements:

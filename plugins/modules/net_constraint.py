@@ -26,7 +26,7 @@ description:
     module then fails, naming the interface and the kind, and leaves it as it is, unless
     O(force=true), with which it is replaced (O(state=present)) or deleted (O(state=absent)).
   - All values are checked before anything changes; an error names the option and the value.
-version_added: 0.1.0
+version_added: 0.3.0
 author:
   - aicluster.lab contributors (@aicluster)
 options:

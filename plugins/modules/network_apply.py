@@ -46,7 +46,7 @@ description:
     tunnel) redefined under the same name keeps its old definition through any reload, so then
     systemd-networkd is restarted instead (RV(networkd_restarted)), which reconfigures every link.
     A VLAN whose id changes gets a new name from the network role, and needs no restart."
-version_added: 0.1.0
+version_added: 0.2.0
 author:
   - aicluster.lab contributors (@aicluster)
 options:

@@ -24,7 +24,7 @@ description:
     record; it succeeds with RV(status=confirmed) when the change had been confirmed. A play uses
     this after it lost the host and got it back, to report what the host did.
   - Finished changes beyond the last five are removed from O(state_dir).
-version_added: 0.1.0
+version_added: 0.2.0
 author:
   - aicluster.lab contributors (@aicluster)
 options:

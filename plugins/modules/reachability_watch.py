@@ -26,7 +26,7 @@ description:
     first. Probes still in flight then are not counted.
   - All times are epoch seconds on the clock of the host the module runs on, the same clock
     RV(aicluster.lab.libvirt_link#module:time) uses when that runs there too.
-version_added: 0.1.0
+version_added: 0.3.0
 author:
   - aicluster.lab contributors (@aicluster)
 options:
@@ -84,7 +84,6 @@ options:
         which on an emulated guest costs enough CPU to make the guest itself miss probes.
     type: bool
     default: false
-    version_added: 0.3.0
 notes:
   - Supports C(check_mode) by validating the options and resolving the addresses without probing.
   - Never changes anything; C(changed) is always false.

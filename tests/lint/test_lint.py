@@ -1,6 +1,8 @@
 """The lint tier: yamllint, ansible-lint (production profile), ansible-test sanity,
-and ansible-doc rendering every plugin's documentation. Each runs the real tool on
-the checkout and fails with the tool's own findings.
+ansible-doc rendering every plugin's documentation, and antsibull-changelog's lint.
+Each runs the real tool on the checkout and fails with the tool's own findings.
+One more reads the metadata: galaxy.yml's version is the changelog's last release, or the
+next one while it is being made.
 """
 
 import functools
@@ -10,6 +12,7 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.lint
@@ -64,6 +67,31 @@ def test_ansible_lint_production_profile():
 def test_ci_examples_match_their_schema(path, schema):
     code, output = run(["check-jsonschema", "--builtin-schema", schema, path])
     assert code == 0, output
+
+
+def test_changelog_lint():
+    code, output = run(["antsibull-changelog", "lint"])
+    assert code == 0 and not output.strip(), output
+
+
+def _version(text):
+    return tuple(int(part) for part in str(text).split("."))
+
+
+def test_galaxy_version_docs_and_changelog_agree():
+    """galaxy.yml names the last release of changelogs/changelog.yaml or the one being made after it,
+    and no plugin says it came in a version after galaxy.yml's (every version_added of plugins/)."""
+    galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"]
+    releases = yaml.safe_load((ROOT / "changelogs" / "changelog.yaml").read_text())["releases"] or {}
+    last = max(releases, key=_version) if releases else None
+    assert last and _version(galaxy) >= _version(last), f"galaxy.yml's version {galaxy} is before the last release {last}"
+    later = {}
+    for path in sorted((ROOT / "plugins").rglob("*")):
+        if path.suffix in (".py", ".yml") and path.is_file():
+            for found in re.findall(r"^\s*version_added:\s*['\"]?([0-9.]+)", path.read_text(), re.M):
+                if _version(found) > _version(galaxy):
+                    later[str(path.relative_to(ROOT))] = found
+    assert not later, f"version_added after galaxy.yml's {galaxy}: {later}"
 
 
 def test_ansible_test_sanity(sanity):

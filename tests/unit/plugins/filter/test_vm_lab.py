@@ -9,6 +9,7 @@ from ansible_collections.aicluster.lab.plugins.filter.vm_lab import (
     lab_mac,
     lab_mgmt_dhcp,
     lab_node_specs,
+    lab_owner,
     lab_uuid,
 )
 
@@ -21,6 +22,7 @@ LAB = {
     "memory_mib": 1024,
     "kernel_cmdline": "root=/dev/vda console=ttyS0",
     "image_key": "0123456789abcdef",
+    "snapshot_dir": "/var/lib/aicluster-lab/snapshots/aiclab",
 }
 
 
@@ -58,6 +60,28 @@ def test_snapshot_key_follows_image_and_spec():
     assert specs(hostvars)[0]["snapshot_key"] == key
     assert specs(hostvars, {"image_key": "fedcba9876543210"})[0]["snapshot_key"] != key
     assert specs({"node1": {"ansible_host": "192.168.150.11", "vm_lab_memory_mib": 2048}})[0]["snapshot_key"] != key
+
+
+def test_the_snapshot_key_is_the_one_saved_boot_states_were_made_with():
+    # Keys computed before the specs carried owner and snapshot: a new key would make every
+    # lab boot cold once, so what the spec gained must stay out of the key.
+    hostvars = {"node1": {"ansible_host": "192.168.150.11"},
+                "node2": {"ansible_host": "192.168.150.12", "vm_lab_machine": "q35", "vm_lab_iommu": True}}
+    assert [spec["snapshot_key"] for spec in specs(hostvars)] == ["a54ded086f8e33f2", "ff5469cea4d9d7a8"]
+
+
+def test_each_spec_names_its_owner_and_its_saved_boot_state():
+    node1, node2 = specs({"node1": {"ansible_host": "192.168.150.11"}, "node2": {"ansible_host": "192.168.150.12"}})
+    assert node1["owner"] == node2["owner"] == lab_owner("aiclab") == "aicluster.lab/aiclab"
+    assert node1["snapshot"] == f"/var/lib/aicluster-lab/snapshots/aiclab/node1-{node1['snapshot_key']}"
+    assert node2["snapshot"] == f"/var/lib/aicluster-lab/snapshots/aiclab/node2-{node2['snapshot_key']}"
+    assert specs({"node1": {"ansible_host": "192.168.150.11"}}, {"name": "mollab"})[0]["owner"] == "aicluster.lab/mollab"
+
+
+@pytest.mark.parametrize("name", ["", None, 3])
+def test_a_lab_owner_needs_the_labs_name(name):
+    with pytest.raises(AnsibleFilterError, match="lab_owner: the lab's name must be a non-empty string"):
+        lab_owner(name)
 
 
 def test_a_passthrough_stand_in_node():
