@@ -349,22 +349,33 @@ def matches(current, wanted, mtu):
     return child is None and _tbf_matches(root, wanted, mtu)
 
 
-def _foreign_root(current):
+def foreign_root(current):
+    """The root qdisc of a parsed state when something else made it (neither the kernel's default
+    nor a netem or tbf); None otherwise."""
     root = current['root']
-    return root is not None and not is_default(root) and root['kind'] not in MANAGED_KINDS
+    if root is not None and not is_default(root) and root['kind'] not in MANAGED_KINDS:
+        return root
+    return None
 
 
-def _foreign_msg(interface, root):
+def foreign_msg(interface, root):
+    """Why a foreign root is left alone, naming the interface, the kind and the handle."""
     return ("interface %s: the root qdisc is %s (handle %s), not one net_constraint manages "
-            "(netem, tbf); set force: true to replace it" % (interface, root['kind'], root['handle']))
+            "(netem, tbf)" % (interface, root['kind'], root['handle']))
+
+
+def remove_args(interface):
+    """The tc argv that deletes the root qdisc of ``interface``: the kernel's default comes back."""
+    return ['tc', 'qdisc', 'del', 'dev', interface, 'root']
 
 
 def plan_present(interface, current, wanted, mtu, force=False):
     """The tc argv lists that make ``interface`` apply ``wanted``; [] when it already does."""
     if matches(current, wanted, mtu):
         return []
-    if _foreign_root(current) and not force:
-        raise ConstraintError(_foreign_msg(interface, current['root']), interface=interface)
+    if foreign_root(current) and not force:
+        raise ConstraintError(foreign_msg(interface, current['root']) + '; set force: true to replace it',
+                              interface=interface)
     root, child = current['root'], current['child']
     dev = ['tc', 'qdisc', 'replace', 'dev', interface]
     commands = []
@@ -379,7 +390,7 @@ def plan_present(interface, current, wanted, mtu, force=False):
         # Same handle, other kind: the kernel refuses to replace it ("Invalid qdisc name").
         # Settings tc would not reset (netem reorder, rate, ...) or qdiscs hung below: start
         # from the default.
-        commands.append(['tc', 'qdisc', 'del', 'dev', interface, 'root'])
+        commands.append(remove_args(interface))
         fresh = True
     else:
         # Default root, or a managed one of the other kind: replacing grafts the new root.
@@ -403,7 +414,7 @@ def plan_present(interface, current, wanted, mtu, force=False):
     else:
         if not fresh and child is not None:
             # A qdisc below our tbf (netem 1: grafted under it): rebuild without it.
-            commands.append(['tc', 'qdisc', 'del', 'dev', interface, 'root'])
+            commands.append(remove_args(interface))
             handle = TBF_ROOT_HANDLE
         commands.append(dev + ['root', 'handle', handle] + tbf_args(wanted, mtu))
     return commands
@@ -414,10 +425,10 @@ def plan_absent(interface, current, force=False):
     root = current['root']
     if is_default(root):
         return []
-    if root['kind'] not in MANAGED_KINDS and not force:
-        raise ConstraintError(_foreign_msg(interface, root).replace('replace', 'remove'),
+    if foreign_root(current) and not force:
+        raise ConstraintError(foreign_msg(interface, root) + '; set force: true to remove it',
                               interface=interface)
-    return [['tc', 'qdisc', 'del', 'dev', interface, 'root']]
+    return [remove_args(interface)]
 
 
 def predict(current, wanted):

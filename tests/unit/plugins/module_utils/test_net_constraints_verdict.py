@@ -142,8 +142,12 @@ def test_loss_tolerance_is_the_binomial_spread_plus_a_point():
 
 def test_the_filter_checks_its_input():
     profile, measured = run("lossy")
-    assert FilterModule().filters() == {"net_constraints_checks": net_constraints_checks,
-                                        "net_constraints_problems": net_constraints_problems}
+    filters = FilterModule().filters()
+    assert filters["net_constraints_checks"] is net_constraints_checks
+    assert filters["net_constraints_problems"] is net_constraints_problems
+    # The role's script filters: tests/unit/plugins/module_utils/test_net_constraints_script.py.
+    assert set(filters) == {"net_constraints_checks", "net_constraints_problems", "net_constraints_link",
+                            "net_constraints_script", "net_constraints_run"}
     assert [check["passed"] for check in net_constraints_checks(profile, measured)] == [True, True]
     with pytest.raises(AnsibleFilterError, match="the input must be a constraint profile with a name"):
         net_constraints_checks({"delay_ms": 1}, measured)
