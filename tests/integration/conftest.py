@@ -71,13 +71,23 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid):
             lab = lab_of(nodeid)
             if not lab:
-                return nodeid
+                # A test module is one unit: its module fixtures (sanity started beside
+                # ansible-lint, ansible-doc once per kind, a local HTTP server) run once, and
+                # its tests never run beside each other.
+                return nodeid.partition("::")[0]
             return LANES.get(lab, lab) if VM_LANES > 1 else "vm"
 
+    # Units go out in collection order, where the VM tests come first (below), instead of
+    # largest first: the VM lane starts at once and the other modules fill the other worker.
+    config.option.loadscopereorder = False
     return LabLanes(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Every worker sorts alike (xdist wants one order); the sort is stable, so each tier
+        # keeps its own order.
+        items.sort(key=lambda item: item.get_closest_marker("vm") is None)
     problem = _libvirt_problem() if any(item.get_closest_marker("vm") for item in items) else None
     for item in items:
         if not item.get_closest_marker("vm"):
