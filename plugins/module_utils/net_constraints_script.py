@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import shlex
 
+from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 from ansible_collections.aicluster.lab.plugins.module_utils.iperf3 import iperf3_run
 from ansible_collections.aicluster.lab.plugins.module_utils.ping import parse_ping_summary
 from ansible_collections.aicluster.lab.plugins.module_utils.script_output import sections
@@ -65,7 +66,7 @@ PROBE_KEYS = ("peer", "ping_count", "ping_interval_ms", "iperf_s", "iperf_port")
 DEFAULT_STATE = {"root": None, "child": None, "others": []}
 
 
-class ScriptError(ValueError):
+class ScriptError(InputError):
     """A profile, link or probe the scripts cannot be rendered or read for."""
 
 
