@@ -36,8 +36,8 @@ def exo_backend(facts, requested="auto"):
     return _wrap("exo_backend", exo.backend, facts, requested)
 
 
-def exo_artifact_problems(manifest, ref, extra, arch, prefix):
-    """Why an artifact's MANIFEST.json does not fit the host and the pin; [] when it does."""
+def exo_artifact_problems(manifest, ref, extra=None, arch=None, prefix=None):
+    """Why an artifact's MANIFEST.json does not fit the host and the pin; [] when it does (no host: the pin only)."""
     return _wrap("exo_artifact_problems", exo.manifest_problems, manifest, ref, extra, arch, prefix)
 
 

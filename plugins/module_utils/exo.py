@@ -202,8 +202,12 @@ def backend(facts, requested="auto"):
 MANIFEST_KEYS = ("ref", "extra", "arch", "prefix", "archive", "sha256", "entrypoint", "python")
 
 
-def manifest_problems(manifest, ref, extra, arch, prefix):
-    """Why a pre-built artifact's MANIFEST.json does not fit this host and pin; [] when it does."""
+def manifest_problems(manifest, ref, extra=None, arch=None, prefix=None):
+    """Why a pre-built artifact's MANIFEST.json does not fit this host and pin; [] when it does.
+
+    ``extra``, ``arch`` and ``prefix`` None leave the host's side unchecked: the air-gap bundle
+    stages an artifact for hosts it does not read, and checks the rest.
+    """
     if not isinstance(manifest, dict):
         return [f"MANIFEST.json is not a mapping: {manifest!r}"]
     problems = [f"MANIFEST.json lacks {key}" for key in MANIFEST_KEYS if not manifest.get(key)]
@@ -211,11 +215,11 @@ def manifest_problems(manifest, ref, extra, arch, prefix):
         return problems
     if manifest["ref"] != ref:
         problems.append(f"it was built from {manifest['ref']}, the role pins {ref} (exo_ref)")
-    if manifest["extra"] != extra:
+    if extra is not None and manifest["extra"] != extra:
         problems.append(f"it holds the {manifest['extra']} extra, this host needs {extra}")
-    if manifest["arch"] != arch:
+    if arch is not None and manifest["arch"] != arch:
         problems.append(f"it is built for {manifest['arch']}, the host is {arch}")
-    if manifest["prefix"].rstrip("/") != prefix.rstrip("/"):
+    if prefix is not None and manifest["prefix"].rstrip("/") != prefix.rstrip("/"):
         problems.append(f"it must be unpacked at {manifest['prefix']} (its venv names that path), "
                         f"exo_install_dir is {prefix}")
     if not re.fullmatch(r"[0-9a-f]{64}", str(manifest["sha256"])):
@@ -224,6 +228,8 @@ def manifest_problems(manifest, ref, extra, arch, prefix):
         problems.append(f"it runs Python {manifest['python']}; EXO needs 3.13")
     if manifest["entrypoint"].startswith("/") or ".." in manifest["entrypoint"].split("/"):
         problems.append(f"entrypoint {manifest['entrypoint']!r} must be a path inside the prefix")
+    if "/" in str(manifest["archive"]) or str(manifest["archive"]) in (".", ".."):
+        problems.append(f"archive {manifest['archive']!r} must be a file name in the artifact's directory")
     return problems
 
 

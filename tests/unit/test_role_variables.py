@@ -29,6 +29,7 @@ ANSIBLE = {
     "inventory_hostname", "hostvars", "groups", "group_names", "ansible_play_hosts", "ansible_play_hosts_all",
     "ansible_play_batch", "ansible_check_mode", "ansible_diff_mode", "ansible_facts", "role_path", "playbook_dir",
     "omit", "item", "ansible_loop", "lookup", "query", "q", "now", "range", "dict", "lipsum", "undef",
+    "ansible_failed_result", "ansible_failed_task",  # set in a rescue section
 }
 # The run's plan, built by the plan role (a meta dependency of every role that reads it).
 PLAN = {"plan_hosts"}

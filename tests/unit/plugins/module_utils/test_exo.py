@@ -121,11 +121,21 @@ def test_a_manifest_that_fits():
     ({"python": "3.12.3"}, "EXO needs 3.13"),
     ({"entrypoint": "../bin/exo"}, "must be a path inside the prefix"),
     ({"archive": ""}, "MANIFEST.json lacks archive"),
+    ({"archive": "../exo.tar.gz"}, "must be a file name in the artifact's directory"),
 ])
 def test_a_manifest_that_does_not_fit(change, problem):
     problems = exo.manifest_problems(dict(MANIFEST, **change), REF, "mlx-cpu", "x86_64", "/opt/exo")
     assert any(problem in p for p in problems), problems
     assert exo.manifest_problems("nope", REF, "mlx-cpu", "x86_64", "/opt/exo") == ["MANIFEST.json is not a mapping: 'nope'"]
+
+
+def test_without_a_host_only_the_pin_and_the_manifest_form_are_checked():
+    # The air-gap bundle stages an artifact for hosts it does not read.
+    other_host = dict(MANIFEST, extra="mlx-cuda13", arch="aarch64", prefix="/srv/exo")
+    assert exo.manifest_problems(other_host, REF) == []
+    assert exo.manifest_problems(dict(other_host, ref="0" * 40), REF) == [
+        f"it was built from {'0' * 40}, the role pins {REF} (exo_ref)"]
+    assert exo.manifest_problems(dict(other_host, sha256="abc"), REF) == ["sha256 'abc' is not a SHA-256 digest"]
 
 
 # ---------------------------------------------------------------- identities
