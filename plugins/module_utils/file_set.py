@@ -13,7 +13,9 @@ written or, for a secret, readable by others.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shlex
 import stat
 import tempfile
 
@@ -132,3 +134,58 @@ def apply(found):
             os.chown(path, 0, 0)
     for path in found["absent"]:
         os.unlink(path)
+
+
+# The controller's quick look (plugins/action/file_set.py): one plain-sh round trip that
+# prints, per entry, what plan() would compare - type, mode, owner and the content's
+# sha256 - so an unchanged set costs no Python on the host at all (about 0.3 s instead of
+# 5 s on an emulated guest). Anything the look cannot vouch for runs the module.
+
+
+def probe_script(files=(), directories=(), absent=()):
+    """One line of plain sh that prints one line per entry, in order: directories, files, absent."""
+    lines = ["export LC_ALL=C"]
+    for path in directories or ():
+        quoted = shlex.quote(path)
+        lines.append(f"if [ -d {quoted} ] && [ ! -L {quoted} ]; then printf 'D %s\\n' \"$(stat -c '%a %u %g' -- {quoted})\";"
+                     " else echo 'D -'; fi")
+    for entry in files or ():
+        quoted = shlex.quote(entry["path"])
+        lines.append(f"if [ -f {quoted} ] && [ ! -L {quoted} ]; then printf 'F %s %s\\n' \"$(stat -c '%a %u %g' -- {quoted})\""
+                     f" \"$(sha256sum < {quoted} | cut -c1-64)\"; else echo 'F -'; fi")
+    for path in absent or ():
+        quoted = shlex.quote(path)
+        lines.append(f"if [ -e {quoted} ] || [ -L {quoted} ]; then echo 'A present'; else echo 'A -'; fi")
+    # One line: Ansible appends " && sleep 0" to the command it runs.
+    return "; ".join(lines)
+
+
+def probe_unchanged(output, files=(), directories=(), absent=()):
+    """True only when probe_script's output shows every entry already as wanted."""
+    wanted = [("D", f"{DIRECTORY_MODE:o} 0 0") for _path in directories or ()]
+    for entry in files or ():
+        mode = parse_mode(entry.get("mode", "0644"), entry["path"])
+        digest = hashlib.sha256(entry["content"].encode("utf-8")).hexdigest()
+        wanted.append(("F", f"{mode:o} 0 0 {digest}"))
+    wanted.extend(("A", "-") for _path in absent or ())
+    found = [line.rstrip("\r") for line in output.splitlines() if line.strip()]
+    if len(found) != len(wanted):
+        return False
+    for (kind, state), line in zip(wanted, found):
+        seen_kind, seen = (line.split(" ", 1) + [""])[:2]
+        if seen_kind != kind:
+            return False
+        if kind == "A":
+            if seen != state:
+                return False
+            continue
+        parts = seen.split()
+        if not parts or parts[0] == "-":
+            return False
+        try:
+            parts[0] = f"{int(parts[0], 8):o}"
+        except ValueError:
+            return False
+        if " ".join(parts) != state:
+            return False
+    return True

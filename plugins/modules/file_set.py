@@ -16,6 +16,10 @@ description:
   - Only what differs changes - a file's content, mode or owner, a directory's mode or owner. A file is written to a
     temporary file in its directory (created 0600), given its mode and owner, flushed and renamed over the old one,
     so no reader sees it half written, nor a secret readable by others on the way. Missing parents are made 0755.
+  - The action looks first, in one plain-sh round trip (C(stat), C(sha256sum)), at what the module would compare.
+    When every entry is already as wanted, the module does not run and the task reports no change, so a second
+    run of a role costs no Python on the host. Anything else (a difference, something in the way, an answer the
+    look cannot read) runs the module, which decides and reports as it does alone.
   - Check mode says what would change and changes nothing; diff mode shows each file's old and new text (use
     C(no_log) for a secret - Ansible then shows neither).
   - Something other than a file (or directory) in the way, a relative path, or a mode that is not an octal string
