@@ -142,50 +142,61 @@ def apply(found):
 # 5 s on an emulated guest). Anything the look cannot vouch for runs the module.
 
 
+def _safe(path):
+    # stat and sha256sum print names as they are (sha256sum escapes a few): a name with a
+    # newline or backslash is left to the module.
+    return "\n" not in path and "\\" not in path and "|" not in path
+
+
 def probe_script(files=(), directories=(), absent=()):
-    """One line of plain sh that prints one line per entry, in order: directories, files, absent."""
-    lines = ["export LC_ALL=C"]
-    for path in directories or ():
-        quoted = shlex.quote(path)
-        lines.append(f"if [ -d {quoted} ] && [ ! -L {quoted} ]; then printf 'D %s\\n' \"$(stat -c '%a %u %g' -- {quoted})\";"
-                     " else echo 'D -'; fi")
-    for entry in files or ():
-        quoted = shlex.quote(entry["path"])
-        lines.append(f"if [ -f {quoted} ] && [ ! -L {quoted} ]; then printf 'F %s %s\\n' \"$(stat -c '%a %u %g' -- {quoted})\""
-                     f" \"$(sha256sum < {quoted} | cut -c1-64)\"; else echo 'F -'; fi")
-    for path in absent or ():
-        quoted = shlex.quote(path)
-        lines.append(f"if [ -e {quoted} ] || [ -L {quoted} ]; then echo 'A present'; else echo 'A -'; fi")
-    # One line: Ansible appends " && sleep 0" to the command it runs.
-    return "; ".join(lines)
+    """One line of plain sh (two programs in all: every exec costs on an emulated guest) that
+    prints 'type|mode uid gid|path' for each entry that exists, then '==', then each file's sha256."""
+    paths = list(directories or ()) + [entry["path"] for entry in files or ()] + list(absent or ())
+    quoted = " ".join(shlex.quote(path) for path in paths)
+    contents = " ".join(shlex.quote(entry["path"]) for entry in files or ())
+    script = f"export LC_ALL=C; stat -c '%F|%a %u %g|%n' -- {quoted} 2>/dev/null; echo =="
+    if contents:
+        script += f"; sha256sum -- {contents} 2>/dev/null"
+    # One line: Ansible appends " && sleep 0" to the command it runs; a missing entry is no error.
+    return script + "; true"
+
+
+def _probe_read(output):
+    """({path: (type, 'mode uid gid')}, {path: sha256}) from probe_script's output; (None, None) if unreadable."""
+    stats, digests, seen_marker = {}, {}, False
+    for line in output.splitlines():
+        line = line.rstrip("\r")
+        if not line:
+            continue
+        if line == "==":
+            seen_marker = True
+        elif not seen_marker:
+            parts = line.split("|", 2)
+            if len(parts) != 3:
+                return None, None
+            stats[parts[2]] = (parts[0], parts[1])
+        else:
+            digest, sep, path = line.partition("  ")
+            if not sep or len(digest) != 64:
+                return None, None
+            digests[path] = digest
+    return (stats, digests) if seen_marker else (None, None)
 
 
 def probe_unchanged(output, files=(), directories=(), absent=()):
     """True only when probe_script's output shows every entry already as wanted."""
-    wanted = [("D", f"{DIRECTORY_MODE:o} 0 0") for _path in directories or ()]
-    for entry in files or ():
-        mode = parse_mode(entry.get("mode", "0644"), entry["path"])
-        digest = hashlib.sha256(entry["content"].encode("utf-8")).hexdigest()
-        wanted.append(("F", f"{mode:o} 0 0 {digest}"))
-    wanted.extend(("A", "-") for _path in absent or ())
-    found = [line.rstrip("\r") for line in output.splitlines() if line.strip()]
-    if len(found) != len(wanted):
+    paths = list(directories or ()) + [entry["path"] for entry in files or ()] + list(absent or ())
+    stats, digests = _probe_read(output)
+    if stats is None or not all(_safe(path) for path in paths):
         return False
-    for (kind, state), line in zip(wanted, found):
-        seen_kind, seen = (line.split(" ", 1) + [""])[:2]
-        if seen_kind != kind:
+    for path in directories or ():
+        if stats.get(path) != ("directory", f"{DIRECTORY_MODE:o} 0 0"):
             return False
-        if kind == "A":
-            if seen != state:
-                return False
-            continue
-        parts = seen.split()
-        if not parts or parts[0] == "-":
+    for entry in files or ():
+        kind, owner = stats.get(entry["path"], ("", ""))
+        mode = parse_mode(entry.get("mode", "0644"), entry["path"])
+        if kind not in ("regular file", "regular empty file") or owner != f"{mode:o} 0 0":
             return False
-        try:
-            parts[0] = f"{int(parts[0], 8):o}"
-        except ValueError:
+        if digests.get(entry["path"]) != hashlib.sha256(entry["content"].encode("utf-8")).hexdigest():
             return False
-        if " ".join(parts) != state:
-            return False
-    return True
+    return not any(path in stats for path in absent or ())

@@ -51,6 +51,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -454,6 +455,59 @@ def apply_change(files, directory=DEFAULT_DIRECTORY, prefix=DEFAULT_PREFIX, relo
     finally:
         if state_lock is not None:
             state_lock.__exit__(None, None, None)
+
+
+def look_script(directory=DEFAULT_DIRECTORY, prefix=DEFAULT_PREFIX, state_dir=DEFAULT_STATE_DIR):
+    """One line of plain sh for the controller's quick look (plugins/action/network_apply.py).
+
+    Two programs in all (every exec costs on an emulated guest): stat prints 'type|mode|name'
+    per entry with the prefix, then '==', sha256sum each one's digest; then 'P <dir>' per
+    change directory with no marker (pending, or stale: the module decides what it is).
+    """
+    return '; '.join([
+        'export LC_ALL=C',
+        'd=%s; p=%s; s=%s' % (shlex.quote(directory), shlex.quote(prefix), shlex.quote(state_dir)),
+        'if cd "$d" 2>/dev/null; then set -- "$p"*; stat -c \'%F|%a|%n\' -- "$@" 2>/dev/null; echo ==; '
+        'sha256sum -- "$@" 2>/dev/null; else echo ==; fi',
+        'if [ -d "$s" ]; then for c in "$s"/*/; do [ -f "${c}plan.json" ] || continue; o=1; '
+        'for m in %s; do if [ -e "$c$m" ]; then o=0; fi; done; if [ $o = 1 ]; then echo "P $c"; fi; done; fi'
+        % ' '.join(MARKERS),
+        'true',
+    ])
+
+
+def look_unchanged(output, files, mode=DEFAULT_MODE):
+    """True only when look_script's output shows exactly ``files`` owned, with their content and
+    mode, and no change left open: what apply_change would call no change."""
+    if any('\\' in name or '\n' in name for name in files):
+        return False  # sha256sum escapes such names: the module decides
+    modes, digests, seen_marker = {}, {}, False
+    for line in output.splitlines():
+        line = line.rstrip('\r')
+        if not line:
+            continue
+        if line == '==':
+            seen_marker = True
+        elif line.startswith('P '):
+            return False
+        elif not seen_marker:
+            kind, _sep, rest = line.partition('|')
+            mode_text, _sep, name = rest.partition('|')
+            if kind == 'directory':
+                continue  # drop-in directories are never owned
+            if kind not in ('regular file', 'regular empty file'):
+                return False  # a symlink (or anything else) is the module's to judge
+            try:
+                modes[name] = int(mode_text, 8)
+            except ValueError:
+                return False
+        else:
+            digest, sep, name = line.partition('  ')
+            if sep and len(digest) == 64:
+                digests[name] = digest
+    wanted = {name: hashlib.sha256(content.encode('utf-8')).hexdigest() for name, content in files.items()}
+    return (seen_marker and set(modes) == set(wanted) and all(value == mode for value in modes.values())
+            and all(digests.get(name) == digest for name, digest in wanted.items()))
 
 
 def _summary(plan):

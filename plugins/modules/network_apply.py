@@ -20,6 +20,10 @@ description:
     missing from O(files) are removed; other files (and drop-in directories) are never touched.
   - Idempotent. When the owned files already have the wanted contents and mode, nothing is armed
     and nothing is reloaded.
+  - The action looks first, in one plain-sh round trip (C(stat), C(sha256sum), the change directories'
+    markers). When the owned files are exactly the wanted ones and no change is open, it reports no
+    change without running the module, so a second run costs no Python on the host. Anything else (a
+    difference, a symlink, a pending or stale change, an answer the look cannot read) runs the module.
   - Only one change may be pending per O(state_dir). While one is armed and neither confirmed nor
     rolled back, the module fails naming it and its rollback deadline, even when the files are
     as wanted (the pending rollback would undo them).

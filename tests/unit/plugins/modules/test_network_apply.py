@@ -145,3 +145,49 @@ def test_failing_reload_restores_and_fails(env, apply):
     assert 'failed while running sh -c exit 1' in result['msg'] and 'no rollback timer is left armed' in result['msg']
     assert result['armed'] is False and result['rollback']['removed'] == [P + 'eth1.network']
     assert os.listdir(env['network']) == []
+
+
+# The action's quick look (plugins/action/network_apply.py): plain sh on the same directories,
+# read on the controller. It may answer "no change" only where the module would.
+
+def _looks_unchanged(env, files, mode=0o644):
+    import subprocess  # pylint: disable=import-outside-toplevel
+    from ansible_collections.aicluster.lab.plugins.module_utils.network_commit import look_script, look_unchanged
+    script = look_script(env['network'], P, env['state'])
+    out = subprocess.run(['sh', '-c', script], check=True, capture_output=True, text=True).stdout
+    return look_unchanged(out, files, mode)
+
+
+def test_the_look_answers_no_change_only_where_the_module_would(env, apply, run_module):
+    files = {P + 'eth1.network': ETH1, P + 'bond0 x.netdev': '[NetDev]\nName=bond0\n'}
+    assert not _looks_unchanged(env, files)
+    first = apply(files)
+    # Pending: the module refuses even when the files are as wanted, so the look steps aside.
+    assert not _looks_unchanged(env, files)
+    confirm(run_module, env, first['change_id'])
+    assert _looks_unchanged(env, files) and apply(files, check_mode=True)['changed'] is False
+    eth1 = os.path.join(env['network'], P + 'eth1.network')
+    for spoil, undo in [
+            (lambda: os.chmod(eth1, 0o600), lambda: os.chmod(eth1, 0o644)),
+            (lambda: open(eth1, 'a').write('#\n'), lambda: open(eth1, 'w').write(ETH1)),
+            (lambda: open(os.path.join(env['network'], P + 'extra.network'), 'w').close(),
+             lambda: os.unlink(os.path.join(env['network'], P + 'extra.network'))),
+            (lambda: os.symlink('/dev/null', os.path.join(env['network'], P + 'eth9.network')),
+             lambda: os.unlink(os.path.join(env['network'], P + 'eth9.network')))]:
+        spoil()
+        assert not _looks_unchanged(env, files)
+        assert apply(files, check_mode=True)['changed'] is True
+        undo()
+        assert _looks_unchanged(env, files)
+    # A file of another owner's prefix, or a drop-in directory, is not the module's: still no change.
+    open(os.path.join(env['network'], '99-other.network'), 'w').close()
+    os.mkdir(os.path.join(env['network'], P + 'eth1.network.d'))
+    assert _looks_unchanged(env, files) and apply(files, check_mode=True)['changed'] is False
+    # Another mode asked for is a difference; a missing wanted file too.
+    assert not _looks_unchanged(env, files, mode=0o600)
+    assert not _looks_unchanged(env, dict(files, **{P + 'eth2.network': ETH1}))
+    # A stale change (rollback gone, never confirmed) is the module's to mark: the look steps aside.
+    stale = os.path.join(env['state'], '20260101T000000.000Z-abcdef')
+    os.makedirs(stale)
+    open(os.path.join(stale, 'plan.json'), 'w').write('{}')
+    assert not _looks_unchanged(env, files)

@@ -1,7 +1,9 @@
 # Copyright: aicluster.lab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""file_set's quick look: the sh it runs, read on the controller, and the action in real
-ansible-playbook runs on localhost - the look must never vouch for what the module would change."""
+"""The actions that look with plain sh before they run their module (file_set, network_apply):
+file_set's look on real files, and both actions in real ansible-playbook runs on localhost -
+a look must never vouch for what the module would change. (network_apply's look is tested
+against the module itself in tests/unit/plugins/modules/test_network_apply.py.)"""
 
 from __future__ import annotations
 
@@ -65,46 +67,77 @@ def test_the_look_vouches_only_for_what_the_module_leaves_alone(run_module, tmp_
 def test_an_answer_it_cannot_read_is_never_unchanged(tmp_path):
     wanted = entries(tmp_path)
     files, directories, absent = wanted["files"], wanted["directories"], wanted["absent"]
+    d = directories[0]
     assert not probe_unchanged("", files, directories, absent)
-    assert not probe_unchanged("D 755 0 0\nF -\nF -\nA -\n", files, directories, absent)
-    assert not probe_unchanged("D 755 0 0\nD 755 0 0\n", [], directories, [])
-    assert not probe_unchanged("D rwx 0 0\n", [], directories, [])
+    assert not probe_unchanged(f"directory|755 0 0|{d}\n", [], directories, [])  # no end marker
+    assert not probe_unchanged(f"directory|rwx 0 0|{d}\n==\n", [], directories, [])
+    assert not probe_unchanged("directory|755 0 0\n==\n", [], directories, [])
+    assert not probe_unchanged(f"==\nnot-a-digest  {d}\n", [], directories, [])
     # A terminal's carriage returns are read through.
-    assert probe_unchanged("D 755 0 0\r\n", [], directories, [])
+    assert probe_unchanged(f"directory|755 0 0|{d}\r\n==\r\n", [], directories, [])
+    # A name stat or sha256sum would not print as it is is left to the module.
+    assert not probe_unchanged("directory|755 0 0|/a\\b\n==\n", [], ["/a\\b"], [])
 
 
-def _playbook(tmp_path, wanted, diff=False, check=False):
-    play = [{"name": "file_set", "hosts": "localhost", "gather_facts": False,
-             "tasks": [{"name": "the set", "aicluster.lab.file_set": wanted, "register": "done"},
-                       {"name": "show", "check_mode": False,
-                        "ansible.builtin.copy": {"content": "{{ done | to_json }}", "dest": str(tmp_path / "result.json"),
-                                                 "mode": "0644"}}]}]
-    (tmp_path / "play.yml").write_text(json.dumps(play))
+def _playbook(tmp_path, module, tasks, diff=False, check=False):
+    """Run tasks on localhost; return the first task's registered result and whether ``module``'s
+    code was sent to the host (-vvv names each module file Ansible sends; a look sends none)."""
+    tasks = [dict(tasks[0], register="done")] + tasks[1:] + [
+        {"name": "show", "check_mode": False,
+         "ansible.builtin.copy": {"content": "{{ done | to_json }}", "dest": str(tmp_path / "result.json"), "mode": "0644"}}]
+    (tmp_path / "play.yml").write_text(json.dumps([{"name": "look", "hosts": "localhost", "gather_facts": False,
+                                                    "tasks": tasks}]))
     argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            str(tmp_path / "play.yml")] + (["--diff"] if diff else []) + (["--check"] if check else [])
+            str(tmp_path / "play.yml"), "-vvv"] + (["--diff"] if diff else []) + (["--check"] if check else [])
     if not os.path.exists(argv[0]):
         argv[0] = shutil.which("ansible-playbook")
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(CHECKOUT, ".collections"),
                ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-    run = subprocess.run(argv + ["-vvv"], capture_output=True, text=True, env=env, cwd=CHECKOUT, check=False)
+    run = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=CHECKOUT, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
-    # -vvv names each module file Ansible sends to the host: the sh look sends none.
-    module_ran = any("Using module file" in line and line.rstrip().endswith("file_set.py") for line in run.stdout.splitlines())
+    module_ran = any("Using module file" in line and line.rstrip().endswith("/%s.py" % module)
+                     for line in run.stdout.splitlines())
     return json.loads((tmp_path / "result.json").read_text()), module_ran
 
 
-def test_the_action_runs_the_module_only_when_something_differs(tmp_path):
+def _linked():
     if not os.path.isdir(os.path.join(CHECKOUT, ".collections", "ansible_collections", "aicluster", "lab")):
         pytest.skip("the collection is not linked under .collections: run ./lab setup")
+
+
+def test_the_action_runs_the_module_only_when_something_differs(tmp_path):
+    _linked()
     wanted = entries(tmp_path / "root")
-    checked, ran = _playbook(tmp_path, wanted, check=True, diff=True)
+    task = [{"name": "the set", "aicluster.lab.file_set": wanted}]
+    checked, ran = _playbook(tmp_path, "file_set", task, check=True, diff=True)
     assert checked["changed"] and ran and not (tmp_path / "root").exists()
-    first, ran = _playbook(tmp_path, wanted)
+    first, ran = _playbook(tmp_path, "file_set", task)
     assert first["changed"] and ran
-    again, ran = _playbook(tmp_path, wanted, diff=True)
+    again, ran = _playbook(tmp_path, "file_set", task, diff=True)
     assert not again["changed"] and not ran
     assert again["written"] == [] and again["made"] == [] and again["removed"] == [] and again["diff"] == []
     (tmp_path / "root" / "etc" / "k3s" / "config.yaml").write_text("token: other\n")
-    fixed, ran = _playbook(tmp_path, wanted, diff=True)
+    fixed, ran = _playbook(tmp_path, "file_set", task, diff=True)
     assert fixed["changed"] and ran
     assert fixed["written"] == [{"path": str(tmp_path / "root" / "etc" / "k3s" / "config.yaml"), "why": "content"}]
+
+
+def test_network_apply_runs_its_module_only_when_it_has_work(tmp_path):
+    _linked()
+    files = {"10-aicluster-eth1.network": "[Match]\nName=eth1\n"}
+    args = {"files": files, "directory": str(tmp_path / "network"), "state_dir": str(tmp_path / "state"),
+            "reload": [["true"]], "rollback_timeout": 60}
+    confirm = {"name": "confirm", "aicluster.lab.network_confirm": {"change_id": "{{ done.change_id }}",
+                                                                    "state_dir": args["state_dir"]},
+               "when": "done.armed"}
+    (tmp_path / "network").mkdir()
+    first, ran = _playbook(tmp_path, "network_apply", [{"name": "apply", "aicluster.lab.network_apply": args}, confirm])
+    assert first["changed"] and first["armed"] and ran
+    again, ran = _playbook(tmp_path, "network_apply", [{"name": "apply", "aicluster.lab.network_apply": args}, confirm],
+                           diff=True)
+    assert not again["changed"] and not again["armed"] and not ran and again["diff"] == []
+    assert again["msg"] == "no change: the 1 owned files in %s are as wanted" % args["directory"]
+    (tmp_path / "network" / "10-aicluster-eth1.network").write_text("[Match]\nName=eth2\n")
+    checked, ran = _playbook(tmp_path, "network_apply", [{"name": "apply", "aicluster.lab.network_apply": args}],
+                             check=True)
+    assert checked["changed"] and checked["files_changed"] == ["10-aicluster-eth1.network"] and ran
