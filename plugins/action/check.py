@@ -2,15 +2,23 @@
 # Copyright: aicluster.lab developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""aicluster.lab.check: evaluate one named validation check and record its outcome."""
+"""aicluster.lab.check: evaluate named validation checks and record their outcomes.
+
+One check per task (name, category, that, ...), or a batch of them (checks): a role that
+judged a host into a list of records records them all in one task, instead of paying
+Ansible's per-item cost of a loop for each.
+"""
 
 from __future__ import annotations
 
 import datetime
 import json
 import os
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
@@ -43,6 +51,9 @@ ARGUMENT_SPEC = dict(
     success_msg=dict(type='str'),
     description=dict(type='str'),
 )
+# The batch form: each entry of `checks` takes the options above, validated the same way.
+BATCH_OPTION = 'checks'
+STATUSES = ('passed', 'failed', 'skipped')
 
 
 def _is_whole_template(value):
@@ -55,21 +66,22 @@ def _utc_now():
     return now.isoformat(timespec='milliseconds').replace('+00:00', 'Z')
 
 
-def _non_empty(args, key):
+def _non_empty(args, key, where=''):
     value = (args.get(key) or '').strip()
     if not value:
-        raise AnsibleActionFail('%s: must be a non-empty string, got %r' % (key, args.get(key)))
+        raise AnsibleActionFail('%s%s: must be a non-empty string, got %r' % (where, key, args.get(key)))
     return value
 
 
-def _conditions(that):
+def _conditions(that, where=''):
     """Return `that` as a list of conditionals (str or bool), as assert accepts them."""
     if that is None:
         return []
     items = that if isinstance(that, list) else [that]
     for index, item in enumerate(items):
         if not isinstance(item, (str, bool)):
-            raise AnsibleActionFail('that[%d]: %r is not a conditional (expected a string or boolean)' % (index, item))
+            raise AnsibleActionFail('%sthat[%d]: %r is not a conditional (expected a string or boolean)'
+                                    % (where, index, item))
     return items
 
 
@@ -100,6 +112,77 @@ def _as_expected(status, message, expected):
     return 'failed', 'expected to fail with %r, but passed: %s' % (expected, message)
 
 
+def _normalized(args, where=''):
+    """The validated options of one check, normalized; `where` prefixes error messages
+    (`checks[3].` for an entry of a batch)."""
+    args['name'] = _non_empty(args, 'name', where)
+    args['category'] = _non_empty(args, 'category', where)
+    args['that'] = _conditions(args['that'], where)
+    args['figures'], args['figure_errors'] = _figures(args['figures'])
+    args['skip_reason'] = (args['skip_reason'] or '').strip()
+    args['expect_failure'] = (args['expect_failure'] or '').strip()
+    return args
+
+
+def _entry_arguments(index, entry):
+    """Validate the entry `checks[index]` of a batch as the options of one check."""
+    where = '%s[%d]' % (BATCH_OPTION, index)
+    if not isinstance(entry, Mapping):
+        raise AnsibleActionFail('%s: must be a dict with the options of one check, got %r' % (where, entry))
+    validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(dict(entry))
+    if validation.error_messages:
+        first = validation.errors[0]
+        message = validation.error_messages[0]
+        if isinstance(first, UnsupportedError):
+            message = 'unsupported option(s) %s' % message
+        raise AnsibleActionFail('%s: %s' % (where, message))
+    args = dict(entry)
+    args.update(validation.validated_parameters)
+    return _normalized(args, where + '.')
+
+
+def _finalize_that(value, templar):
+    """Like assert, leave conditionals untemplated so evaluating them sees the
+    expressions as written; only a `that` that is one whole template (a variable holding
+    a list of conditions) is resolved, and only down to that list."""
+    if isinstance(value, str) and _is_whole_template(value):
+        try:
+            resolved = templar.resolve_to_container(value)
+        except AnsibleError:
+            return value
+        if isinstance(resolved, list):
+            return resolved
+    return value
+
+
+def _finalize_entry(entry, templar):
+    """An entry of `checks` templated as the single form's options are: all but `that`."""
+    if isinstance(entry, str) and _is_whole_template(entry):
+        entry = templar.resolve_to_container(entry)
+    if not isinstance(entry, Mapping):
+        return templar.template(entry)
+    # One dict, so that an option set to omit is left out as a task arg would be.
+    finalized = templar.template({key: value for key, value in entry.items() if key != 'that'})
+    if 'that' in entry:
+        finalized['that'] = _finalize_that(entry['that'], templar)
+    return finalized
+
+
+def _status_counts(records):
+    counts = {status: 0 for status in STATUSES}
+    for record in records:
+        counts[record['status']] += 1
+    return counts
+
+
+def check_line(record):
+    """One line saying how a check went, as its task's msg says it."""
+    figures = format_figures(record['figures'])
+    return '%s %s/%s on %s: %s%s' % (
+        record['status'].upper(), record['category'], record['name'], record['host'], record['message'],
+        ' [%s]' % figures if figures else '')
+
+
 def append_record(run_dir, record):
     """Append record as one JSON line to <run_dir>/checks.jsonl.
 
@@ -120,63 +203,71 @@ def append_record(run_dir, record):
 
 
 class ActionModule(ActionBase):
-    """Evaluate a check's conditions like assert, then append its record to the run."""
+    """Evaluate a check's conditions like assert, then append its record to the run;
+    with `checks`, each entry's in turn."""
 
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
+    _VALID_ARGS = frozenset(ARGUMENT_SPEC) | {BATCH_OPTION}
 
     @classmethod
     def finalize_task_arg(cls, name, value, templar, context):
-        # ansible-core 2.19+ templates task args before run() through this hook. Like
-        # assert, leave the conditionals untemplated so evaluating them sees the
-        # expressions as written; only a `that` that is one whole template (a variable
-        # holding a list of conditions) is resolved, and only down to that list.
-        if name != 'that':
-            return super().finalize_task_arg(name, value, templar, context)
-        if isinstance(value, str) and _is_whole_template(value):
-            try:
-                resolved = templar.resolve_to_container(value)
-            except AnsibleError:
-                return value
-            if isinstance(resolved, list):
-                return resolved
-        return value
+        # ansible-core 2.19+ templates task args before run() through this hook: `that`,
+        # and the `that` of each entry of `checks`, are left for run() to evaluate.
+        # Before 2.19 every arg is templated, which leaves a condition without {{ }} as it is.
+        if name == 'that':
+            return _finalize_that(value, templar)
+        if name == BATCH_OPTION:
+            checks = templar.resolve_to_container(value) if isinstance(value, str) else value
+            if isinstance(checks, list):
+                return [_finalize_entry(entry, templar) for entry in checks]
+        return super().finalize_task_arg(name, value, templar, context)
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         del tmp  # unused: nothing runs on the host
 
-        args = self._arguments()
-        record = self._evaluate(args, task_vars)
+        batch = BATCH_OPTION in self._task.args
+        # Every entry is validated before any is evaluated: a batch is recorded whole or not at all.
+        entries = self._batch_arguments() if batch else [self._arguments()]
+        run_id = self._template_var(task_vars, 'suite_run_id')
         run_dir = self._run_dir(task_vars)
-        if run_dir:
-            try:
-                result['record_file'] = append_record(run_dir, record)
-            except OSError as exc:
-                raise AnsibleActionFail('could not record check %r in %s: %s' % (record['name'], run_dir, to_text(exc)))
+        records = []
+        for args in entries:
+            record = self._evaluate(args, task_vars, run_id)
+            if run_dir:
+                try:
+                    result['record_file'] = append_record(run_dir, record)
+                except OSError as exc:
+                    raise AnsibleActionFail('could not record check %r in %s: %s' % (record['name'], run_dir, to_text(exc)))
+            records.append(record)
 
-        result.update(self._task_result(record))
+        result.update(self._batch_result(records, task_vars) if batch else self._task_result(records[0]))
         return result
 
     def _arguments(self):
         """Validate the options; errors name the option and the value."""
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        args['name'] = _non_empty(args, 'name')
-        args['category'] = _non_empty(args, 'category')
-        args['that'] = _conditions(args['that'])
-        args['figures'], args['figure_errors'] = _figures(args['figures'])
-        args['skip_reason'] = (args['skip_reason'] or '').strip()
-        args['expect_failure'] = (args['expect_failure'] or '').strip()
-        return args
+        return _normalized(args)
 
-    def _evaluate(self, args, task_vars):
+    def _batch_arguments(self):
+        """Validate the batch form; errors name the entry, the option and the value."""
+        single = sorted(set(self._task.args) & set(ARGUMENT_SPEC))
+        if single:
+            raise AnsibleActionFail('%s: mutually exclusive with %s; give each check its options in its entry'
+                                    % (BATCH_OPTION, ', '.join(single)))
+        checks = self._task.args[BATCH_OPTION]
+        if not isinstance(checks, list):
+            raise AnsibleActionFail('%s: must be a list of dicts, one per check, got %r' % (BATCH_OPTION, checks))
+        return [_entry_arguments(index, entry) for index, entry in enumerate(checks)]
+
+    def _evaluate(self, args, task_vars, run_id):
         status, message, condition = self._outcome(args, task_vars)
         if args['expect_failure'] and status != 'skipped':
             status, message = _as_expected(status, message, args['expect_failure'])
         return validate_record({
-            'run_id': self._template_var(task_vars, 'suite_run_id'),
+            'run_id': run_id,
             'name': args['name'],
             'host': to_text(task_vars.get('inventory_hostname', 'localhost')),
             'category': args['category'],
@@ -251,13 +342,10 @@ class ActionModule(ActionBase):
 
     @staticmethod
     def _task_result(record):
-        figures = format_figures(record['figures'])
-        summary = '%s %s/%s on %s: %s' % (
-            record['status'].upper(), record['category'], record['name'], record['host'], record['message'])
         result = {
             'changed': False,
             'check': record,
-            'msg': summary + (' [%s]' % figures if figures else ''),
+            'msg': check_line(record),
             # Show the outcome at default verbosity, as assert does: watching the
             # run is how people follow which check is running and how it went.
             '_ansible_verbose_always': True,
@@ -269,4 +357,28 @@ class ActionModule(ActionBase):
         elif record['status'] == 'skipped':
             result['skipped'] = True
             result['skip_reason'] = record['message']
+        return result
+
+    @staticmethod
+    def _batch_result(records, task_vars):
+        counts = _status_counts(records)
+        host = to_text(task_vars.get('inventory_hostname', 'localhost'))
+        summary = '%d check%s on %s: %d passed, %d failed, %d skipped' % (
+            len(records), '' if len(records) == 1 else 's', host, counts['passed'], counts['failed'], counts['skipped'])
+        result = {
+            'changed': False,
+            'checks': records,
+            # The summary, then the line of each failed check as the single form's msg has it
+            # (every record is in `checks`; shown as the error of a failed task, 28 lines
+            # would bury the one that failed).
+            'msg': '\n'.join([summary] + [check_line(record) for record in records if record['status'] == 'failed']),
+            '_ansible_verbose_always': True,
+        }
+        if counts['failed']:
+            result['failed'] = True
+        elif counts['skipped'] == len(records):
+            # Only when every check was skipped (or there was none), as a loop whose items all skip.
+            reasons = list(dict.fromkeys(record['message'] for record in records))
+            result['skipped'] = True
+            result['skip_reason'] = '; '.join(reasons) if reasons else 'no checks to record'
         return result

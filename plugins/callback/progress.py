@@ -33,7 +33,7 @@ import time
 
 from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 
-from ansible_collections.aicluster.lab.plugins.module_utils.run_state import RunState, stage_of_play
+from ansible_collections.aicluster.lab.plugins.module_utils.run_state import RunState, check_records, stage_of_play
 
 _MARK = {'passed': 'ok  ', 'failed': 'FAIL', 'skipped': 'skip'}
 
@@ -130,18 +130,19 @@ class CallbackModule(DefaultCallback):
                 self._say('stage %s done in %.1f s' % (before['stage'], before['seconds']))
             self._say('stage %s' % self._state.stage)
         self._adopt_run_dir((data.get('ansible_facts') or {}).get('suite_run_dir'))
-        for item in data.get('results') or [data]:
-            if isinstance(item, dict) and isinstance(item.get('check'), dict):
-                record = self._state.check(item['check'], time.time())
-                counts = self._state.checks
-                self._say('%s %s/%s on %s (%d passed, %d failed, %d skipped)%s' % (
-                    _MARK.get(record.get('status'), '?'), record.get('category'), record.get('name'), record.get('host'),
-                    counts['passed'], counts['failed'], counts['skipped'],
-                    (': ' + record.get('message', '')) if record.get('status') == 'failed' else ''),
-                    color='red' if record.get('status') == 'failed' else None)
+        # One line per check, whether the task recorded one, a batch or a loop of them.
+        records = check_records(data)
+        for record in records:
+            self._state.check(record, time.time())
+            counts = self._state.checks
+            self._say('%s %s/%s on %s (%d passed, %d failed, %d skipped)%s' % (
+                _MARK.get(record.get('status'), '?'), record.get('category'), record.get('name'), record.get('host'),
+                counts['passed'], counts['failed'], counts['skipped'],
+                (': ' + record.get('message', '')) if record.get('status') == 'failed' else ''),
+                color='red' if record.get('status') == 'failed' else None)
         self._state.host_result(result._host.get_name(), outcome, time.time())
-        if outcome in ('failed', 'unreachable') and 'check' not in data and not any(
-                isinstance(item, dict) and 'check' in item for item in data.get('results') or []):
+        # A failed check has its line; a task that failed otherwise is said here.
+        if outcome in ('failed', 'unreachable') and not records:
             self._say('%s: task "%s" on %s: %s' % (outcome.upper(), self._state.task, result._host.get_name(),
                                                    str(data.get('msg', ''))[:800]), color='red')
 

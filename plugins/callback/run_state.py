@@ -29,7 +29,7 @@ import time
 
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.aicluster.lab.plugins.module_utils.run_state import RunState, stage_of_play, write_state
+from ansible_collections.aicluster.lab.plugins.module_utils.run_state import RunState, check_records, stage_of_play, write_state
 
 
 class CallbackModule(CallbackBase):
@@ -72,13 +72,13 @@ class CallbackModule(CallbackBase):
         run_dir = (data.get('ansible_facts') or {}).get('suite_run_dir')
         if run_dir and not self.state.run_dir:
             self.state.run_dir = run_dir
-        for item in data.get('results') or [data]:
-            if isinstance(item, dict) and isinstance(item.get('check'), dict):
-                self.state.check(item['check'], time.time())
+        records = check_records(data)
+        for record in records:
+            self.state.check(record, time.time())
         new_stage = outcome != 'skipped' and self.state.activity(time.time())
         message = data.get('msg') if outcome in ('failed', 'unreachable') else None
         self.state.host_result(result._host.get_name(), outcome, time.time(), message and str(message))
-        if new_stage or outcome in ('failed', 'unreachable') or run_dir or 'check' in data or data.get('results'):
+        if new_stage or outcome in ('failed', 'unreachable') or run_dir or records or data.get('results'):
             self._write()
 
     def v2_runner_on_ok(self, result):

@@ -21,6 +21,21 @@ STATE_FILE = 'state.json'
 _STAGE_PLAY = re.compile(r'^Stage (\w[\w-]*)')
 
 
+def check_records(result):
+    """The records of aicluster.lab.check in a task result, in order: a single check's
+    (``check``), a batch's (``checks``), or those of each item of a loop over either."""
+    records = []
+    for item in result.get('results') or [result]:
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get('check'), dict):
+            records.append(item['check'])
+        batch = item.get('checks')
+        if isinstance(batch, list) and all(isinstance(record, dict) and 'status' in record for record in batch):
+            records.extend(batch)
+    return records
+
+
 def stage_of_play(play_name):
     """The stage a play belongs to, from its name, or None for a play outside the stages."""
     match = _STAGE_PLAY.match(play_name or '')

@@ -10,12 +10,15 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: check
-short_description: Evaluate one named validation check and record its outcome for the report
+short_description: Evaluate named validation checks and record their outcomes for the report
 version_added: "0.1.0"
 description:
   - Evaluates conditions the way M(ansible.builtin.assert) does and records the outcome
     as one check of the suite report, with its name, host, category, status and
     figures.
+  - With O(checks), records a batch of checks in one task, each entry taking the options
+    of one check; this saves Ansible's cost per loop item when a role has judged a host
+    into a list of records (filter P(aicluster.lab.check_batch#filter)).
   - The status is V(skipped) when O(skip_reason) is set, V(failed) when a condition is
     false or cannot be evaluated, or when all conditions hold but a figure is not a
     number, and V(passed) otherwise. A failed check fails the task.
@@ -35,15 +38,15 @@ options:
     description:
       - Name of the check, the same for every host that runs it, for example
         V(l2_trunk_ping).
+      - Required, unless O(checks) is given.
     type: str
-    required: true
   category:
     description:
       - Category the check is reported under, for example V(L1), V(L2), V(network),
         V(performance) or V(chaos). Each category becomes a JUnit testsuite and a
         section of C(summary.md).
+      - Required, unless O(checks) is given.
     type: str
-    required: true
   that:
     description:
       - Conditions of the same form as in C(when) and in M(ansible.builtin.assert), all
@@ -95,6 +98,56 @@ options:
     description:
       - One line saying what the check proves, shown in C(report.json) and C(junit.xml).
     type: str
+  checks:
+    description:
+      - A batch of checks, each a dict of the options of one check. Mutually exclusive
+        with all the other options, which each entry takes instead.
+      - "Each entry is validated as one check is; an error names the entry, as in
+        C(checks[2].name: must be a non-empty string). No check is recorded when an entry
+        is not valid."
+      - Each entry is evaluated and recorded exactly as the same options would be in a
+        task of its own, in the order of the list, one append to C(checks.jsonl) each.
+      - The task fails when any check failed, after recording them all, and is skipped
+        only when every check was skipped (or the list is empty).
+      - The entries' conditions in O(checks[].that) are left for the check to evaluate, as
+        O(that) is; a boolean, such as the C(passed) of a verdict filter's record, is taken
+        as it is.
+    type: list
+    elements: dict
+    version_added: 0.7.0
+    suboptions:
+      name:
+        description: As O(name).
+        type: str
+        required: true
+      category:
+        description: As O(category).
+        type: str
+        required: true
+      that:
+        description: As O(that).
+        type: list
+        elements: raw
+      figures:
+        description: As O(figures).
+        type: dict
+      skip_reason:
+        description: As O(skip_reason).
+        type: str
+        default: ''
+      expect_failure:
+        description: As O(expect_failure).
+        type: str
+        default: ''
+      fail_msg:
+        description: As O(fail_msg).
+        type: str
+      success_msg:
+        description: As O(success_msg).
+        type: str
+      description:
+        description: As O(description).
+        type: str
 extends_documentation_fragment:
   - action_common_attributes
   - action_common_attributes.conn
@@ -177,17 +230,38 @@ EXAMPLES = r"""
     category: performance
     figures:
       throughput_gbit_s: "{{ (iperf3.end.sum_received.bits_per_second / 1e9) | round(2) }}"
+
+- name: Record every check a verdict filter judged, in one task
+  aicluster.lab.check:
+    checks: "{{ rdma_records | aicluster.lab.check_batch(rdma_check_suffix) }}"
+  ignore_errors: true
+
+- name: A batch written out
+  aicluster.lab.check:
+    checks:
+      - name: node_booted
+        category: L1
+        that:
+          - boot_wait is succeeded
+        figures:
+          boot_s: "{{ boot_wait.elapsed }}"
+      - name: l1_hostname
+        category: L1
+        that: ansible_facts.hostname == inventory_hostname
+        fail_msg: "the host calls itself {{ ansible_facts.hostname }}"
 """
 
 RETURN = r"""
 msg:
-  description: One line with the status, category, name, host, message and figures.
+  description:
+    - One line with the status, category, name, host, message and figures.
+    - With O(checks), a first line counting the checks by status, then that line for each failed check.
   returned: always
   type: str
   sample: "FAILED L2/l2_trunk_ping on node2: Condition failed: trunk_ping.rc == 0 [rtt_ms=0.41]"
 check:
   description: The check's record, as appended to C(checks.jsonl).
-  returned: always
+  returned: without O(checks)
   type: dict
   contains:
     run_id:
@@ -247,26 +321,47 @@ check:
     condition: null
     check_mode: false
     time: "2026-01-01T12:00:03.412Z"
+checks:
+  description:
+    - With O(checks), the record of each check, in the order of O(checks); each as RV(check).
+  returned: with O(checks)
+  type: list
+  elements: dict
+  version_added: 0.7.0
+  sample:
+    - run_id: 20260101T120000Z
+      name: l1_hostname
+      host: node2
+      category: L1
+      status: passed
+      message: hostname node2
+      figures: {}
+      description: The hostname is the inventory name.
+      condition: null
+      check_mode: false
+      time: "2026-01-01T12:00:03.412Z"
 record_file:
   description: Path of the C(checks.jsonl) the record was appended to.
-  returned: when C(suite_run_dir) is set
+  returned: when C(suite_run_dir) is set (and O(checks) is not empty)
   type: str
   sample: /srv/aicluster/results/20260101T120000Z/checks.jsonl
 assertion:
   description:
     - The condition that failed, as in M(ansible.builtin.assert).
     - V(null) when the check failed because a figure is not a number.
-  returned: when the check failed
+  returned: when the check failed, without O(checks)
   type: str
   sample: trunk_ping.rc == 0
 evaluated_to:
   description: Always V(false); present for compatibility with M(ansible.builtin.assert).
-  returned: when the check failed
+  returned: when the check failed, without O(checks)
   type: bool
   sample: false
 skip_reason:
-  description: O(skip_reason), when the check was skipped.
-  returned: when the check was skipped
+  description:
+    - O(skip_reason), when the check was skipped.
+    - With O(checks), the distinct reasons of the checks, joined with C(; ), when every check was skipped.
+  returned: when the check was skipped, or with O(checks) every check
   type: str
   sample: no RDMA NIC on this host
 """

@@ -213,6 +213,163 @@ class TestRecording:
             run_check({'name': 'a', 'category': 'L1'}, {'suite_run_dir': str(blocker)})
 
 
+def record_of(result, index=0):
+    return result['checks'][index]
+
+
+class TestBatch:
+    """The checks option: each entry evaluated and recorded as a task of its own would be."""
+
+    def test_each_entry_is_evaluated_as_the_single_form_would(self):
+        entries = [
+            {'name': 'node_booted', 'category': 'L1', 'that': that('x == 1', 'x in [1, 2]'), 'figures': {'boot_s': '12.5'}},
+            {'name': 'ping', 'category': 'L2', 'that': that('x == 1', 'x == 2'), 'fail_msg': 'node2 lost'},
+            {'name': 'rdma', 'category': 'performance', 'skip_reason': 'no RDMA NIC', 'that': that('missing == 1'),
+             'figures': {'latency_us': 'n/a'}},
+            {'name': 'neg', 'category': 'network', 'that': that('false'), 'fail_msg': 'VLAN 201 seen',
+             'expect_failure': 'VLAN 201'},
+            {'name': 'iperf3', 'category': 'performance', 'figures': {'gbit_s': 9.41}, 'description': 'proves it'},
+        ]
+        result = run_check({'checks': entries}, {'x': 1})
+        singles = [run_check(entry, {'x': 1}) for entry in entries]
+        ignore = ('time',)
+        assert [{k: v for k, v in r.items() if k not in ignore} for r in result['checks']] == [
+            {k: v for k, v in single['check'].items() if k not in ignore} for single in singles]
+        assert [r['status'] for r in result['checks']] == ['passed', 'failed', 'skipped', 'passed', 'passed']
+
+    def test_the_task_fails_when_a_check_failed_and_says_which(self):
+        result = run_check({'checks': [{'name': 'a', 'category': 'L1', 'that': [True]},
+                                       {'name': 'b', 'category': 'L2', 'that': [False], 'fail_msg': 'b broke'},
+                                       {'name': 'c', 'category': 'L2', 'skip_reason': 'not here'}]})
+        assert result['failed'] is True and not result.get('skipped') and result['changed'] is False
+        assert result['msg'].splitlines() == ['3 checks on node1: 1 passed, 1 failed, 1 skipped',
+                                              'FAILED L2/b on node1: b broke']
+        assert result['_ansible_verbose_always'] is True
+        assert 'check' not in result and 'assertion' not in result
+
+    def test_passed_and_skipped_checks_pass_the_task(self):
+        result = run_check({'checks': [{'name': 'a', 'category': 'L1', 'that': [True]},
+                                       {'name': 'c', 'category': 'L2', 'skip_reason': 'not here'}]})
+        assert not result.get('failed') and not result.get('skipped')
+        assert result['msg'] == '2 checks on node1: 1 passed, 0 failed, 1 skipped'
+
+    def test_the_task_is_skipped_only_when_every_check_is(self):
+        result = run_check({'checks': [{'name': 'a', 'category': 'L1', 'skip_reason': 'no GPU'},
+                                       {'name': 'b', 'category': 'L1', 'skip_reason': 'no GPU'},
+                                       {'name': 'c', 'category': 'L1', 'skip_reason': 'no driver'}]})
+        assert result['skipped'] is True and not result.get('failed')
+        assert result['skip_reason'] == 'no GPU; no driver'
+
+    def test_an_empty_batch_records_nothing_and_is_skipped(self, tmp_path):
+        result = run_check({'checks': []}, {'suite_run_dir': str(tmp_path / 'r')})
+        assert result['skipped'] is True and result['checks'] == [] and 'record_file' not in result
+        assert not (tmp_path / 'r').exists()
+
+    def test_a_verdict_record_through_check_batch(self):
+        # What the roles pass: records of a verdict filter, `passed` a boolean.
+        from ansible_collections.aicluster.lab.plugins.filter.check import check_batch
+        records = [
+            {'name': 'gpu_device', 'category': 'hardware', 'description': 'a GPU', 'passed': True, 'message': '1 GPU',
+             'figures': {'gpus': 1}},
+            {'name': 'gpu_driver', 'category': 'hardware', 'description': 'its driver', 'passed': False,
+             'message': 'no driver', 'figures': {}},
+            {'name': 'gpu_reboot', 'category': 'hardware', 'description': 'a reboot', 'passed': True,
+             'message': 'no reboot needed', 'figures': {}, 'skip_reason': 'no reboot needed'},
+        ]
+        result = run_check({'checks': check_batch(records, '_after')})
+        assert [(r['name'], r['status'], r['message'], r['condition']) for r in result['checks']] == [
+            ('gpu_device_after', 'passed', '1 GPU', None),
+            ('gpu_driver_after', 'failed', 'no driver', 'False'),
+            ('gpu_reboot_after', 'skipped', 'no reboot needed', None)]
+        assert result['checks'][0]['figures'] == {'gpus': 1} and result['checks'][1]['description'] == 'its driver'
+        # The same record through the single form, as the roles' loops passed it.
+        single = run_check({'name': 'gpu_driver_after', 'category': 'hardware', 'description': 'its driver',
+                            'that': trust('item.passed'), 'figures': {}, 'success_msg': 'no driver',
+                            'fail_msg': 'no driver'}, {'item': records[1]})
+        assert single['check']['message'] == 'no driver' and single['check']['status'] == 'failed'
+
+    def test_a_condition_that_cannot_be_evaluated_fails_its_check_only(self):
+        result = run_check({'checks': [{'name': 'a', 'category': 'L1', 'that': that('missing_var == 1')},
+                                       {'name': 'b', 'category': 'L1', 'that': that('x == 1')}]}, {'x': 1})
+        assert record_of(result, 0)['status'] == 'failed'
+        assert record_of(result, 0)['message'].startswith("could not evaluate 'missing_var == 1': ")
+        assert record_of(result, 1)['status'] == 'passed'
+
+    def test_a_single_condition_string_is_not_split_on_commas(self):
+        result = run_check({'checks': [{'name': 'c', 'category': 'L1', 'that': trust('x in [1, 2]')}]}, {'x': 2})
+        assert record_of(result)['status'] == 'passed'
+
+    def test_check_mode_is_recorded(self):
+        result = run_check({'checks': [{'name': 'c', 'category': 'L1'}]}, check_mode=True)
+        assert record_of(result)['check_mode'] is True and result['changed'] is False
+
+
+class TestBatchBadInput:
+    @pytest.mark.parametrize('args, error', [
+        ({'checks': 'x'}, "checks: must be a list of dicts, one per check, got 'x'"),
+        ({'checks': [{'name': 'a', 'category': 'L1'}, 5]},
+         'checks[1]: must be a dict with the options of one check, got 5'),
+        ({'checks': [{'name': 'a', 'category': 'L1'}, {'name': 'b'}]},
+         'checks[1]: missing required arguments: category'),
+        ({'checks': [{'category': 'L1'}]}, 'checks[0]: missing required arguments: name'),
+        ({'checks': [{'name': ' ', 'category': 'L1'}]}, "checks[0].name: must be a non-empty string, got ' '"),
+        ({'checks': [{'name': 'a', 'category': ''}]}, "checks[0].category: must be a non-empty string, got ''"),
+        ({'checks': [{'name': 'a', 'category': 'L1'}, {'name': 'c', 'category': 'L1', 'that': [trust('x'), 5]}]},
+         'checks[1].that[1]: 5 is not a conditional (expected a string or boolean)'),
+        ({'checks': [{'name': 'c', 'category': 'L1', 'figures': 'fast'}]},
+         "checks[0]: argument 'figures' is of type"),
+        ({'checks': [{'name': 'c', 'category': 'L1', 'bogus': 1}]}, 'checks[0]: unsupported option(s) bogus.'),
+        ({'checks': [], 'name': 'c', 'fail_msg': 'x'},
+         'checks: mutually exclusive with fail_msg, name; give each check its options in its entry'),
+    ])
+    def test_error_names_the_entry_and_the_option(self, args, error):
+        with pytest.raises(AnsibleActionFail) as exc:
+            run_check(args)
+        assert error in str(exc.value)
+
+    def test_nothing_is_recorded_when_an_entry_is_not_valid(self, tmp_path):
+        with pytest.raises(AnsibleActionFail):
+            run_check({'checks': [{'name': 'a', 'category': 'L1'}, {'name': 'b'}]},
+                      {'suite_run_dir': str(tmp_path)})
+        assert list(tmp_path.iterdir()) == []
+
+
+class TestBatchRecording:
+    def test_one_line_per_check_in_order(self, tmp_path):
+        run_dir = tmp_path / 'results' / 'r1'
+        task_vars = {'suite_run_dir': str(run_dir), 'suite_run_id': 'r1'}
+        run_check({'name': 'first', 'category': 'L1'}, task_vars)
+        result = run_check({'checks': [{'name': 'a', 'category': 'L1'},
+                                       {'name': 'b', 'category': 'L2', 'that': that('false')},
+                                       {'name': 'c', 'category': 'L2', 'skip_reason': 'later'}]}, task_vars)
+        records = read_jsonl(str(run_dir / 'checks.jsonl'))
+        assert [(r['name'], r['status'], r['run_id']) for r in records] == [
+            ('first', 'passed', 'r1'), ('a', 'passed', 'r1'), ('b', 'failed', 'r1'), ('c', 'skipped', 'r1')]
+        assert records[1:] == result['checks']
+        assert result['record_file'] == str(run_dir / 'checks.jsonl')
+
+    def test_each_record_is_one_append(self, tmp_path, monkeypatch):
+        appended = []
+        real = check_action.append_record
+        monkeypatch.setattr(check_action, 'append_record', lambda run_dir, record: appended.append(record['name'])
+                            or real(run_dir, record))
+        run_check({'checks': [{'name': 'a', 'category': 'L1'}, {'name': 'b', 'category': 'L1'}]},
+                  {'suite_run_dir': str(tmp_path)})
+        assert appended == ['a', 'b']
+
+    def test_nothing_is_recorded_without_suite_run_dir(self, tmp_path, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        result = run_check({'checks': [{'name': 'a', 'category': 'L1'}]})
+        assert 'record_file' not in result and record_of(result)['run_id'] is None
+        assert list(tmp_path.iterdir()) == []
+
+    def test_unwritable_run_dir_fails_with_the_check_and_the_path(self, tmp_path):
+        blocker = tmp_path / 'file'
+        blocker.write_text('not a directory')
+        with pytest.raises(AnsibleActionFail, match="could not record check 'a' in .*file"):
+            run_check({'checks': [{'name': 'a', 'category': 'L1'}]}, {'suite_run_dir': str(blocker)})
+
+
 def _append_many(run_dir, writer, count):
     for index in range(count):
         check_action.append_record(run_dir, {'writer': writer, 'index': index, 'padding': 'x' * 3000})
@@ -256,3 +413,31 @@ class TestFinalizeTaskArg:
 
     def test_other_options_are_templated(self):
         assert check_action.ActionModule.finalize_task_arg('fail_msg', '{{ m }}', self.Engine(), None) == 'templated'
+
+
+@pytest.mark.skipif(not hasattr(check_action.ActionBase, 'finalize_task_arg'),
+                    reason='ansible-core before 2.19 has no task arg finalization hook')
+class TestFinalizeBatch:
+    """Each entry of checks is templated as the single form's options are: all but `that`."""
+
+    @staticmethod
+    def finalize(value, variables):
+        templar = Templar(loader=DataLoader(), variables=variables)
+        return check_action.ActionModule.finalize_task_arg('checks', value, templar._engine, None)
+
+    def test_an_entry_is_templated_but_its_conditions(self):
+        conditions = that('x == 1', "x in [1, 2]")
+        finalized = self.finalize([{'name': trust('c_{{ x }}'), 'category': 'L1', 'that': conditions,
+                                    'figures': {'n': trust('{{ x }}')}, 'fail_msg': trust('{{ m | default(omit) }}')}],
+                                  {'x': 1})
+        assert finalized == [{'name': 'c_1', 'category': 'L1', 'that': ['x == 1', 'x in [1, 2]'], 'figures': {'n': 1}}]
+        assert finalized[0]['that'] is conditions
+
+    def test_a_whole_template_resolves_to_the_entries(self):
+        records = [{'name': 'a', 'category': 'L1', 'that': True}, {'name': 'b', 'category': 'L1', 'that': False}]
+        assert self.finalize(trust('{{ batch }}'), {'batch': records}) == records
+
+    def test_a_condition_list_held_by_a_variable_resolves_to_its_list(self):
+        finalized = self.finalize([{'name': 'a', 'category': 'L1', 'that': trust('{{ conds }}')}],
+                                  {'conds': that('x == 1')})
+        assert finalized[0]['that'] == ['x == 1']

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,13 +125,87 @@ CONCURRENT_PLAYBOOK = """
 """
 
 
-def run_playbook(tmp_path, playbook, inventory, *options):
+BATCH_PLAYBOOK = """
+- name: Validate
+  hosts: all
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+    x: 1
+    # What a verdict filter returns for a host.
+    verdict:
+      - {name: l1_hostname, category: L1, description: the hostname, passed: true, message: hostname ok, figures: {}}
+      - {name: net_mtu, category: network, description: the MTU, passed: false, message: mtu 1400, figures: {mtu: 1400}}
+      - {name: net_vlan, category: network, description: VLANs, passed: false, message: VLAN 201 on eth1, figures: {}}
+      - {name: net_ping, category: network, description: ping, passed: true, message: no reply, figures: {},
+         skip_reason: the peer does not answer}
+  tasks:
+    - name: Start the run
+      ansible.builtin.file:
+        path: "{{ results_dir }}/{{ run_id }}"
+        state: directory
+        mode: "0755"
+      run_once: true
+
+    - name: Remember the run
+      ansible.builtin.set_fact:
+        suite_run_id: "{{ run_id }}"
+        suite_run_dir: "{{ results_dir }}/{{ run_id }}"
+
+    - name: Record the verdict's checks
+      aicluster.lab.check:
+        checks: "{{ verdict | aicluster.lab.check_batch('_v', {'net_vlan': 'VLAN 201'}) }}"
+      register: from_verdict
+      ignore_errors: true
+
+    - name: Record checks written out
+      aicluster.lab.check:
+        checks:
+          - name: node_booted
+            category: L1
+            description: The node came up in time.
+            that:
+              - x == 1
+              - x in [1, 2]
+            figures:
+              boot_s: "{{ x * 12.5 }}"
+            success_msg: "up in {{ x * 12.5 }} s"
+          - name: rdma_latency
+            category: performance
+            skip_reason: no RDMA NIC on this host
+            that: rdma_latency_us < 5
+
+    - name: Record checks that are all skipped
+      aicluster.lab.check:
+        checks: "{{ verdict | selectattr('skip_reason', 'defined') | aicluster.lab.check_batch }}"
+      register: all_skipped
+
+    - name: The registered results
+      ansible.builtin.assert:
+        that:
+          - from_verdict is failed
+          - from_verdict.checks | map(attribute='status') | list == ['passed', 'failed', 'passed', 'skipped']
+          - all_skipped is skipped
+          - all_skipped.checks | length == 1
+
+- name: Report
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Write the report
+      aicluster.lab.suite_report:
+        run_dir: "{{ results_dir }}/{{ run_id }}"
+        expected_hosts: ['a', 'b']
+"""
+
+
+def run_playbook(tmp_path, playbook, inventory, *options, **settings):
     (tmp_path / 'playbook.yml').write_text(playbook)
     env = dict(os.environ)
     # The checkout's ansible.cfg (exported by ./lab) sets inventory, forks and output
     # format; this run must depend on nothing but its own command line.
     env.pop('ANSIBLE_CONFIG', None)
-    env.update(ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR='1', ANSIBLE_RETRY_FILES_ENABLED='0')
+    env.update(ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR='1', ANSIBLE_RETRY_FILES_ENABLED='0', **settings)
     command = [_ansible_playbook(), '-i', inventory, '-e', 'results_dir=%s' % (tmp_path / 'results'),
                '-e', 'run_id=run1'] + list(options) + ['playbook.yml']
     # check=False: the exit code is part of what the tests assert.
@@ -204,3 +279,36 @@ def test_two_hosts_record_concurrently(tmp_path):
     assert report['summary']['by_host']['c'] == {'passed': 0, 'failed': 1, 'skipped': 0, 'total': 1}
     assert report['checks'][0]['name'] == 'no_results' and report['checks'][0]['host'] == 'c'
     ET.parse(str(run_dir / 'junit.xml'))
+
+
+def test_batches_are_recorded_in_order_and_shown_one_line_per_check(tmp_path):
+    rc, output, run_dir = run_playbook(
+        tmp_path, BATCH_PLAYBOOK, 'a,b,', '-e', 'ansible_connection=local', '-f', '2',
+        ANSIBLE_STDOUT_CALLBACK='aicluster.lab.progress', ANSIBLE_CALLBACKS_ENABLED='aicluster.lab.run_state')
+
+    assert rc == 0, output
+    names = ['l1_hostname_v', 'net_mtu_v', 'net_vlan_v', 'net_ping_v', 'node_booted', 'rdma_latency', 'net_ping']
+    records = read_records(run_dir)
+    for host in ('a', 'b'):
+        mine = [record for record in records if record['host'] == host]
+        assert [record['name'] for record in mine] == names  # each batch in its order
+        assert [record['status'] for record in mine] == [
+            'passed', 'failed', 'passed', 'skipped', 'passed', 'skipped', 'skipped']
+        assert mine[2]['message'] == 'failed as expected: VLAN 201 on eth1'
+        assert mine[4]['figures'] == {'boot_s': 12.5} and mine[4]['message'] == 'up in 12.5 s'
+        assert all(record['run_id'] == 'run1' for record in mine)
+
+    # The compact view: one line per check, and the counts of the report.
+    lines = [line.split('] ', 1)[1] for line in output.splitlines() if re.match(r'^\[ *\d+:\d\d\] ', line)]
+    check_lines = [line for line in lines if line[:4] in ('ok  ', 'FAIL', 'skip')]
+    assert len(check_lines) == 14, output
+    assert any(line.startswith('FAIL network/net_mtu_v on a (') and line.endswith('): mtu 1400') for line in check_lines)
+    report = json.loads((run_dir / 'report.json').read_text())
+    assert (report['summary']['passed'], report['summary']['failed'], report['summary']['skipped']) == (6, 2, 6)
+    assert lines[-1].startswith('done: 14 checks (6 passed, 2 failed, 6 skipped); full output in'), output
+
+    state = json.loads((run_dir / 'state.json').read_text())
+    assert state['status'] == 'finished'
+    assert state['checks'] == {'passed': 6, 'failed': 2, 'skipped': 6, 'total': 14}
+    assert sorted((check['host'], check['name']) for check in state['failed_checks']) == [
+        ('a', 'net_mtu_v'), ('b', 'net_mtu_v')]

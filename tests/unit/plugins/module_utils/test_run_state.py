@@ -4,7 +4,7 @@
 
 import json
 
-from ansible_collections.aicluster.lab.plugins.module_utils.run_state import RunState, stage_of_play, write_state
+from ansible_collections.aicluster.lab.plugins.module_utils.run_state import RunState, check_records, stage_of_play, write_state
 
 
 def test_stages_are_read_from_play_names():
@@ -44,6 +44,18 @@ def test_checks_are_counted_and_failures_named():
     state.check({"host": "node2", "name": "bond_failback", "status": "skipped"}, 3.0)
     assert state.to_dict()["checks"] == {"passed": 1, "failed": 1, "skipped": 1, "total": 3}
     assert state.failed_checks == [{"host": "node2", "name": "net_bond", "message": "bond0: mode balance-rr"}]
+
+
+def test_check_records_of_a_single_check_a_batch_and_loops_of_either():
+    one, two, three = ({"host": "node1", "name": name, "status": "passed"} for name in ("a", "b", "c"))
+    assert check_records({"check": one, "msg": "PASSED"}) == [one]
+    assert check_records({"checks": [one, two], "msg": "2 checks"}) == [one, two]
+    assert check_records({"results": [{"check": one}, {"skipped": True}, {"check": two}]}) == [one, two]
+    assert check_records({"results": [{"checks": [one, two]}, {"checks": [three]}]}) == [one, two, three]
+    # Results of other tasks: no records, whatever keys they have.
+    assert check_records({"changed": True, "checks": ["not a record"]}) == []
+    assert check_records({"failed_checks": [one], "results": []}) == []
+    assert check_records({"results": ["text", None]}) == []
 
 
 def test_a_failed_host_keeps_its_stage_task_and_message():
