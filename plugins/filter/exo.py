@@ -64,6 +64,11 @@ def exo_decision(state, wanted):
     return _wrap("exo_decision", exo.decision, state, wanted)
 
 
+def exo_file_set(files, paths):
+    """The wanted files the decision found different, as the file_set module's entries (see exo.file_set_files)."""
+    return _wrap("exo_file_set", exo.file_set_files, files, paths)
+
+
 def exo_checks(state, ctx, hostvars=None, hosts=None):
     """The offline checks (category exo) of a host, after its changes; with hostvars and hosts, across hosts."""
     ctx = dict(ctx)
@@ -135,7 +140,7 @@ class FilterModule:
     def filters(self):
         return {"exo_state": exo_state, "exo_backend": exo_backend, "exo_artifact_problems": exo_artifact_problems,
                 "exo_identity": exo_identity, "exo_firewall_spec": exo_firewall_spec, "exo_ruleset": exo_ruleset,
-                "exo_decision": exo_decision, "exo_checks": exo_checks, "exo_live_skipped": exo_live_skipped,
-                "exo_live_checks": exo_live_checks, "exo_chat_check": exo_chat_check,
-                "exo_chaos_checks": exo_chaos_checks, "exo_node_id": exo_node_id,
+                "exo_decision": exo_decision, "exo_file_set": exo_file_set, "exo_checks": exo_checks,
+                "exo_live_skipped": exo_live_skipped, "exo_live_checks": exo_live_checks,
+                "exo_chat_check": exo_chat_check, "exo_chaos_checks": exo_chaos_checks, "exo_node_id": exo_node_id,
                 "exo_shared_node_zids": exo_shared_node_zids, "exo_running_hosts": exo_running_hosts}

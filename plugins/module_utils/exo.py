@@ -14,7 +14,9 @@ decides here, on the controller:
 - ``firewall_spec``: the firewall's data from the plan and the peers' link-local
   addresses (module_utils/exo_firewall.py writes and compares the table);
 - ``decision``: what differs from the wanted state - packages, user, directories,
-  files, the table, the units - so the role changes only that.
+  files, the table, the units - so the role changes only that;
+- ``file_set_files``: the files that differ as the file_set module takes them (one
+  module call for all of them).
 """
 
 from __future__ import annotations
@@ -430,3 +432,20 @@ def decision(state, wanted):
                         or identity == "generate" or service["enable"] or service["start"] or service["restart"]
                         or fw_unit.get("enabled") != "enabled" or fw_unit.get("active") != "active"),
     }
+
+
+def file_set_files(files, paths):
+    """The wanted ``files`` whose path is in ``paths`` (the decision's), as file_set's entries {path, content, mode}.
+
+    file_set writes root-owned files only: a file wanted with another owner or group is refused here, by name,
+    before anything changes (it would be written root's and found different by every run after).
+    """
+    entries = []
+    for item in files or []:
+        if item["path"] not in (paths or []):
+            continue
+        if (item.get("owner", "root"), item.get("group", "root")) != ("root", "root"):
+            _fail(f"{item['path']}: owned by {item.get('owner')}:{item.get('group')}, but file_set writes root's files "
+                  f"only: write it in the role's raw step instead")
+        entries.append({"path": item["path"], "content": item["content"], "mode": str(item["mode"]).zfill(4)})
+    return entries

@@ -32,8 +32,8 @@ def plan():
 def test_every_filter_is_offered():
     assert sorted(FILTERS) == sorted(
         ["exo_state", "exo_backend", "exo_artifact_problems", "exo_identity", "exo_firewall_spec", "exo_ruleset",
-         "exo_decision", "exo_checks", "exo_live_skipped", "exo_live_checks", "exo_chat_check", "exo_chaos_checks",
-         "exo_node_id", "exo_shared_node_zids", "exo_running_hosts"])
+         "exo_decision", "exo_file_set", "exo_checks", "exo_live_skipped", "exo_live_checks", "exo_chat_check",
+         "exo_chaos_checks", "exo_node_id", "exo_shared_node_zids", "exo_running_hosts"])
 
 
 def test_identity_and_firewall_with_every_hosts_read():
@@ -60,6 +60,20 @@ def test_input_errors_become_filter_errors():
         FILTERS["exo_state"]("nothing")
     with pytest.raises(AnsibleFilterError, match="exo_backend: exo_backend: 'x'"):
         FILTERS["exo_backend"]({}, "x")
+
+
+def test_file_set_takes_the_files_that_differ_and_refuses_another_owner():
+    files = [{"path": "/etc/systemd/system/exo.service", "content": "[Unit]\n", "owner": "root", "group": "root",
+              "mode": "0644", "unit": True},
+             {"path": "/etc/aicluster-lab/exo/firewall.nft", "content": "table\n", "owner": "root", "group": "root",
+              "mode": "644", "unit": False}]
+    assert FILTERS["exo_file_set"](files, ["/etc/aicluster-lab/exo/firewall.nft"]) == [
+        {"path": "/etc/aicluster-lab/exo/firewall.nft", "content": "table\n", "mode": "0644"}]
+    assert FILTERS["exo_file_set"](files, []) == []
+    files[0]["owner"] = "exo"
+    with pytest.raises(AnsibleFilterError, match="exo_file_set: /etc/systemd/system/exo.service: owned by exo:root, "
+                                                 "but file_set writes root's files only"):
+        FILTERS["exo_file_set"](files, ["/etc/systemd/system/exo.service"])
 
 
 def test_running_hosts_shared_zids_and_node_id():
