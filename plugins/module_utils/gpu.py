@@ -8,8 +8,22 @@ PCI sysfs comes first because it is there on every Linux host, with or without a
 kernel writes each device's ``class``, ``vendor`` and ``device`` at enumeration, and the
 ``driver`` and ``iommu_group`` links as soon as a driver binds or an IOMMU groups it. The vendor
 tools (``nvidia-smi``, ``rocm-smi``, ``xpu-smi``) only answer once the vendor's driver runs; they
-add the model, memory and versions. Everything here is a pure function of a sysfs root, the text
-of /proc/modules, a /dev root and the tools' outputs, so it is tested on captured files.
+add the model, memory and versions.
+
+Reading and judging are apart. read_host() reads the host's files into a *read* (the shape below);
+gpu_read.parse() makes the same read from what the plain-sh script of gpu_read.script() printed
+on the host, so the roles need no Python there. gather() judges a read, whichever made it: the
+gpu_facts module and the gpu_read filter return the same thing. A read is a dict:
+
+  pci_bus       <sysfs>/bus/pci is a directory
+  pci           one dict per <sysfs>/bus/pci/devices entry, in any order (pci_entry): address,
+                attributes ({name: stripped text or None} of SYSFS_ATTRIBUTES), driver and
+                iommu_group (the last part of the link's target, or None), drm (the names in
+                its drm directory)
+  modules       the text of /proc/modules
+  device_nodes  the paths device_nodes() finds, in any order
+  os_release    the text of /etc/os-release
+  tools         {tool: None (not installed, or not asked for) or {rc, stdout, stderr}}
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
+from ansible_collections.aicluster.lab.plugins.module_utils import gpu_stack
 from ansible_collections.aicluster.lab.plugins.module_utils.errors import InputError
 
 SYSFS_ROOT = '/sys'
@@ -55,6 +70,8 @@ INTEGRATED_INTEL_ADDRESS = re.compile(r'^[0-9a-f]{4}:00:02\.0$')
 
 SYSFS_ATTRIBUTES = ('class', 'vendor', 'device', 'numa_node', 'current_link_speed',
                     'current_link_width', 'max_link_speed', 'max_link_width')
+# The links of a PCI device whose target's last part is read.
+SYSFS_LINKS = ('driver', 'iommu_group')
 
 TOOL_COMMANDS = {
     'nvidia-smi': ['-q', '-x'],
@@ -63,6 +80,9 @@ TOOL_COMMANDS = {
     'xpu-smi': ['discovery', '-j'],
 }
 TOOL_VENDORS = {'nvidia-smi': VENDOR_NVIDIA, 'rocm-smi': VENDOR_AMD, 'xpu-smi': VENDOR_INTEL}
+# Where the tools are looked for before PATH: ROCm installs its tools here and does not always
+# link them into PATH. After PATH come /sbin, /usr/sbin and /usr/local/sbin (get_bin_path's order).
+TOOL_DIRS = ('/opt/rocm/bin',)
 
 
 class ToolOutputError(InputError):
@@ -124,28 +144,47 @@ def _int_hex(text):
         return None
 
 
-def read_pci_devices(sysfs_root=SYSFS_ROOT):
-    """Every display or processing-accelerator device under <sysfs_root>/bus/pci/devices, in
-    address order, as dicts of what sysfs says of it (absent files give None)."""
-    base = os.path.join(sysfs_root, 'bus', 'pci', 'devices')
+def pci_entry(address):
+    """One PCI device of a read, before anything is read of it."""
+    return {'address': address, 'attributes': dict.fromkeys(SYSFS_ATTRIBUTES), 'driver': None, 'iommu_group': None,
+            'drm': []}
+
+
+def read_pci(sysfs_root=SYSFS_ROOT):
+    """Every entry of <sysfs_root>/bus/pci/devices, whatever its class, as pci_entry dicts."""
+    entries = []
+    for path in sorted(glob.glob(os.path.join(sysfs_root, 'bus', 'pci', 'devices', '*'))):
+        entry = pci_entry(os.path.basename(path))
+        for name in SYSFS_ATTRIBUTES:
+            entry['attributes'][name] = _read(os.path.join(path, name))
+        for name in SYSFS_LINKS:
+            entry[name] = _link_name(os.path.join(path, name))
+        drm = os.path.join(path, 'drm')
+        entry['drm'] = sorted(os.listdir(drm)) if os.path.isdir(drm) else []
+        entries.append(entry)
+    return entries
+
+
+def pci_devices(entries):
+    """The display and processing-accelerator devices of a read's pci entries, in address order,
+    as dicts of what sysfs says of them (absent files give None)."""
     devices = []
-    for path in sorted(glob.glob(os.path.join(base, '*'))):
-        values = dict((name, _read(os.path.join(path, name))) for name in SYSFS_ATTRIBUTES)
+    for entry in sorted(entries, key=lambda item: item['address']):
+        values = entry['attributes']
         kind = class_kind(values['class'])
         if kind is None:
             continue
         vendor = (values['vendor'] or '').lower()
         numa = _int(values['numa_node'])
-        drm = os.path.join(path, 'drm')
         devices.append({
-            'address': os.path.basename(path),
+            'address': entry['address'],
             'vendor_id': vendor,
             'vendor': VENDOR_NAMES.get(vendor),
             'device_id': (values['device'] or '').lower(),
             'class': values['class'],
             'kind': kind,
-            'driver': _link_name(os.path.join(path, 'driver')),
-            'iommu_group': _int(_link_name(os.path.join(path, 'iommu_group'))),
+            'driver': entry['driver'],
+            'iommu_group': _int(entry['iommu_group']),
             # The kernel writes -1 when the platform gives no NUMA affinity.
             'numa_node': numa if numa is not None and numa >= 0 else None,
             'link': {
@@ -154,7 +193,7 @@ def read_pci_devices(sysfs_root=SYSFS_ROOT):
                 'max_speed': values['max_link_speed'],
                 'max_width': _int(values['max_link_width']),
             },
-            'drm': sorted(os.listdir(drm)) if os.path.isdir(drm) else [],
+            'drm': sorted(entry['drm']),
         })
     return devices
 
@@ -350,42 +389,75 @@ def recommend(gpus):
     return 'cpu', '%s: CPU fallback' % '; '.join(described)
 
 
+# ---------------------------------------------------------------- reading the host
+
+def _file_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return ''
+
+
+def read_host(sysfs_root=SYSFS_ROOT, dev_root=DEV_ROOT, proc_modules=PROC_MODULES,
+              os_release=gpu_stack.OS_RELEASE, tools=None):
+    """A read (see the module's docstring) of this host's files; tools is what the caller ran,
+    {tool: {rc, stdout, stderr} or None}, since only a module can run them here."""
+    tools = tools or {}
+    return {
+        'pci_bus': os.path.isdir(os.path.join(sysfs_root, 'bus', 'pci')),
+        'pci': read_pci(sysfs_root),
+        'modules': _file_text(proc_modules),
+        'device_nodes': device_nodes(dev_root),
+        'os_release': _file_text(os_release),
+        'tools': dict((tool, tools.get(tool)) for tool in sorted(TOOL_COMMANDS)),
+    }
+
+
 # ---------------------------------------------------------------- all together
 
-def gather(sysfs_root=SYSFS_ROOT, modules_text='', dev_root=DEV_ROOT, tool_outputs=None):
-    """The module's result, without ``changed``.
-
-    tool_outputs maps a tool's name to its stdout, or to None when the tool is not installed;
-    a tool that is absent is not an error. A tool whose output cannot be read gives a warning
-    that names it, and its figures are left out.
-    """
-    tool_outputs = tool_outputs or {}
-    warnings, tools, figures = [], {}, {}
+def _tool_figures(ran_tools):
+    """(state by tool, figures by tool, warnings) of the tools' runs. A tool that is absent is not
+    an error; one that exited with an error, or whose output cannot be read, gives a warning that
+    names it, and its figures are left out."""
+    states, figures, failed, warnings = {}, {}, [], []
     for tool in sorted(TOOL_COMMANDS):
-        output = tool_outputs.get(tool)
-        if output is None:
-            tools[tool] = 'absent'
+        ran = ran_tools.get(tool)
+        if ran is None:
+            states[tool] = 'absent'
+            continue
+        if ran['rc'] != 0:
+            states[tool] = 'failed'
+            said = (ran.get('stderr') or '').strip() or (ran.get('stdout') or '').strip()
+            failed.append('%s %s failed (rc %s): %s' % (tool, ' '.join(TOOL_COMMANDS[tool]), ran['rc'], said[-500:]))
             continue
         try:
-            parsed, notes = parse_tool(tool, output)
+            parsed, notes = parse_tool(tool, ran.get('stdout') or '')
         except ToolOutputError as exc:
-            tools[tool] = 'malformed'
+            states[tool] = 'malformed'
             warnings.append(str(exc))
             continue
-        tools[tool] = 'read'
+        states[tool] = 'read'
         warnings.extend(notes)
         figures[tool] = parsed
+    return states, figures, failed + warnings
 
-    modules = loaded_modules(modules_text)
-    nodes = device_nodes(dev_root)
-    gpus = read_pci_devices(sysfs_root)
+
+def gather(read):
+    """gpu_facts' result, without ``changed``, from a read (read_host's or gpu_read.parse's):
+    gpus, recommended_stack, stack_reason, loaded_modules, device_nodes, tools, distribution and
+    warnings (the module warns them, the gpu_read filter returns them)."""
+    tools, figures, warnings = _tool_figures(read.get('tools') or {})
+    modules = loaded_modules(read['modules'])
+    nodes = sorted(read['device_nodes'])
+    gpus = pci_devices(read['pci'])
     addresses = set(gpu['address'] for gpu in gpus)
     for gpu in gpus:
         vendor = gpu['vendor_id']
         gpu['integrated'] = is_integrated_intel(gpu)
         gpu['compute_stack'] = compute_stack(gpu)
         gpu['modules'] = sorted(modules.intersection(VENDOR_MODULES.get(vendor, ())))
-        gpu['device_nodes'] = _nodes_of(gpu, nodes, dev_root)
+        gpu['device_nodes'] = _nodes_of(gpu, nodes)
         gpu['tool'] = None
         for tool, found in figures.items():
             if TOOL_VENDORS[tool] == vendor and gpu['address'] in found:
@@ -394,6 +466,8 @@ def gather(sysfs_root=SYSFS_ROOT, modules_text='', dev_root=DEV_ROOT, tool_outpu
     for tool, found in sorted(figures.items()):
         for address in sorted(set(found) - addresses):
             warnings.append('%s reports a GPU at %s that sysfs does not list' % (tool, address))
+    if not read['pci_bus']:
+        warnings.append('%s/bus/pci is missing: no PCI bus to read, so no GPU is reported' % SYSFS_ROOT)
 
     stack, reason = recommend(gpus)
     return {
@@ -403,15 +477,18 @@ def gather(sysfs_root=SYSFS_ROOT, modules_text='', dev_root=DEV_ROOT, tool_outpu
         'loaded_modules': sorted(modules.intersection(set(name for names in VENDOR_MODULES.values() for name in names))),
         'device_nodes': nodes,
         'tools': tools,
+        'distribution': gpu_stack.distribution(read['os_release']),
         'warnings': warnings,
     }
 
 
-def _nodes_of(gpu, nodes, dev_root):
-    """A device's own render nodes (from its sysfs drm directory), plus what its vendor's stack
-    opens for every device: /dev/nvidia* for NVIDIA, /dev/kfd for AMD."""
-    own = [os.path.join(dev_root, 'dri', name) for name in gpu['drm'] if name.startswith('renderD')]
-    mine = [node for node in own if node in nodes]
+def _nodes_of(gpu, nodes):
+    """A device's own render nodes (the renderD names of its sysfs drm directory, found under
+    <dev>/dri), plus what its vendor's stack opens for every device: <dev>/nvidia* for NVIDIA,
+    <dev>/kfd for AMD."""
+    own = set(name for name in gpu['drm'] if name.startswith('renderD'))
+    mine = [node for node in nodes
+            if os.path.basename(node) in own and os.path.basename(os.path.dirname(node)) == 'dri']
     if gpu['vendor_id'] == VENDOR_NVIDIA:
         mine += [node for node in nodes if os.path.basename(node).startswith('nvidia')]
     elif gpu['vendor_id'] == VENDOR_AMD:

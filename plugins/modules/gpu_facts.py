@@ -34,6 +34,10 @@ description:
   - Adds the distribution from C(/etc/os-release), with the family whose repositories and packages
     the stack would come from (C(family) of RV(distribution)), so the gpu role needs no second module call.
   - It only reads, so it never reports C(changed) and runs the same in check mode.
+  - The collection's roles read the same with no Python on the host, a plain-sh script over
+    M(ansible.builtin.raw) (filter P(aicluster.lab.gpu_read_script#filter)) parsed on the controller
+    (filter P(aicluster.lab.gpu_read#filter)); the filter returns what this module returns, its
+    warnings as a list.
 version_added: 0.5.0
 author:
   - aicluster.lab contributors (@aicluster)
@@ -50,6 +54,8 @@ notes:
     rocm-smi).
   - Linux only.
 seealso:
+  - plugin: aicluster.lab.gpu_read
+    plugin_type: filter
   - name: Linux PCI sysfs attributes
     description: The files this module reads under C(/sys/bus/pci/devices).
     link: https://www.kernel.org/doc/Documentation/ABI/testing/sysfs-bus-pci
@@ -189,40 +195,26 @@ tools:
   sample: {nvidia-smi: read, rocm-smi: absent, xpu-smi: absent}
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.aicluster.lab.plugins.module_utils import gpu
 from ansible_collections.aicluster.lab.plugins.module_utils import gpu_stack
 
-# ROCm installs its tools here and does not always link them into PATH.
-EXTRA_PATHS = ['/opt/rocm/bin']
+# Where the tools are looked for before PATH (ROCm's bin directory).
+EXTRA_PATHS = list(gpu.TOOL_DIRS)
 
 
 def run_tools(module):
-    """{tool: stdout or None}, and what became of each tool that did not answer."""
-    outputs, failed = {}, {}
+    """{tool: {rc, stdout, stderr}, or None when it is not installed} (gpu.py's read of tools)."""
+    ran = {}
     for tool, args in sorted(gpu.TOOL_COMMANDS.items()):
         path = module.get_bin_path(tool, opt_dirs=EXTRA_PATHS)
         if not path:
-            outputs[tool] = None
+            ran[tool] = None
             continue
         rc, out, err = module.run_command([path] + args)
-        if rc != 0:
-            outputs[tool] = None
-            failed[tool] = '%s %s failed (rc %s): %s' % (tool, ' '.join(args), rc, (err or out).strip()[-500:])
-            continue
-        outputs[tool] = out
-    return outputs, failed
-
-
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return ''
+        ran[tool] = {'rc': rc, 'stdout': out, 'stderr': err}
+    return ran
 
 
 def main():
@@ -232,16 +224,11 @@ def main():
         ),
         supports_check_mode=True,
     )
-    outputs, failed = run_tools(module) if module.params['vendor_tools'] else ({}, {})
-    result = gpu.gather(gpu.SYSFS_ROOT, _read(gpu.PROC_MODULES), gpu.DEV_ROOT, outputs)
-    result['distribution'] = gpu_stack.distribution(_read(gpu_stack.OS_RELEASE))
-    for tool, message in sorted(failed.items()):
-        result['tools'][tool] = 'failed'
-        result['warnings'].insert(0, message)
+    tools = run_tools(module) if module.params['vendor_tools'] else None
+    # The same read and judgement as the gpu_read filter's over plain sh (module_utils/gpu_read.py).
+    result = gpu.gather(gpu.read_host(gpu.SYSFS_ROOT, gpu.DEV_ROOT, gpu.PROC_MODULES, gpu_stack.OS_RELEASE, tools))
     for message in result.pop('warnings'):
         module.warn(message)
-    if not os.path.isdir(os.path.join(gpu.SYSFS_ROOT, 'bus', 'pci')):
-        module.warn('%s/bus/pci is missing: no PCI bus to read, so no GPU is reported' % gpu.SYSFS_ROOT)
     module.exit_json(changed=False, **result)
 
 

@@ -1,6 +1,7 @@
 # Copyright: aicluster.lab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Turn a sysfs dump (tests/unit/fixtures/gpu/sysfs/*.txt) into a sysfs tree under a directory.
+"""Turn a sysfs dump (tests/unit/fixtures/gpu/sysfs/*.txt) into a sysfs tree under a directory,
+and judge such a tree with gpu.gather().
 
 The dumps are text because a tree cannot be kept in the collection as it is: PCI addresses hold
 colons and the driver and iommu_group entries are links to directories, both of which
@@ -14,6 +15,8 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+
+from ansible_collections.aicluster.lab.plugins.module_utils import gpu
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[2] / 'fixtures' / 'gpu'
 
@@ -54,3 +57,16 @@ def build_sysfs_lines(lines, root):
 
 def fixture_text(*parts):
     return (FIXTURES.joinpath(*parts)).read_text()
+
+
+def ran(outputs):
+    """Tool outputs {tool: stdout} as runs that exited 0, the way a read holds them."""
+    return dict((tool, {'rc': 0, 'stdout': text, 'stderr': ''}) for tool, text in (outputs or {}).items())
+
+
+def gather(sysfs_root, modules='', dev_root='/nonexistent', tools=None, os_release=''):
+    """gpu.gather() of a tree: sysfs_root and dev_root read from disk, the text of /proc/modules,
+    the tools' stdouts ({tool: text}) and the text of /etc/os-release given."""
+    read = gpu.read_host(str(sysfs_root), str(dev_root), os.devnull, os.devnull, ran(tools))
+    read.update(modules=modules, os_release=os_release)
+    return gpu.gather(read)

@@ -12,12 +12,12 @@ import re
 import pytest
 
 from ansible_collections.aicluster.lab.plugins.module_utils import gpu
-from ansible_collections.aicluster.lab.tests.unit.plugins.module_utils.gpu_sysfs import build_sysfs, fixture_text
+from ansible_collections.aicluster.lab.tests.unit.plugins.module_utils.gpu_sysfs import build_sysfs, fixture_text, gather
 
 
 def facts(tmp_path, dump, tools=None, modules='', dev_root=None):
     root = build_sysfs(dump, tmp_path / 'sys')
-    return gpu.gather(root, modules, str(dev_root or tmp_path / 'dev'), tools or {})
+    return gather(root, modules, dev_root or tmp_path / 'dev', tools)
 
 
 # ---------------------------------------------------------------- hosts

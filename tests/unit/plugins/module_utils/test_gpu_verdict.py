@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.aicluster.lab.plugins.module_utils import gpu, gpu_stack, gpu_verdict
-from ansible_collections.aicluster.lab.tests.unit.plugins.module_utils.gpu_sysfs import build_sysfs, fixture_text
+from ansible_collections.aicluster.lab.plugins.module_utils import gpu_stack, gpu_verdict
+from ansible_collections.aicluster.lab.tests.unit.plugins.module_utils.gpu_sysfs import build_sysfs, fixture_text, gather
 
 DEBIAN = {'id': 'debian', 'version_id': '12', 'family': 'Debian'}
 NVIDIA_NODES = ('nvidia0', 'nvidiactl', 'nvidia-uvm')
@@ -27,7 +27,7 @@ def facts(tmp_path, dump, tools=None, modules='', nodes=(), render=None):
     root = build_sysfs(dump, tmp_path / 'sys')
     if render:
         (tmp_path / 'sys' / 'bus' / 'pci' / 'devices' / render[0] / 'drm' / render[1]).mkdir(parents=True)
-    result = gpu.gather(root, modules, str(dev), tools or {})
+    result = gather(root, modules, dev, tools)
     result['distribution'] = dict(DEBIAN)
     return result
 

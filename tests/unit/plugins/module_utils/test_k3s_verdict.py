@@ -14,10 +14,10 @@ import pathlib
 import pytest
 import yaml
 
-from ansible_collections.aicluster.lab.plugins.module_utils import gpu, gpu_stack, k3s_config, k3s_host, k3s_verdict
+from ansible_collections.aicluster.lab.plugins.module_utils import gpu_stack, k3s_config, k3s_host, k3s_verdict
 from ansible_collections.aicluster.lab.plugins.module_utils.plan import HOST_KEYS, build_plan
 
-from gpu_sysfs import build_sysfs
+from gpu_sysfs import build_sysfs, gather
 
 from test_k3s_host import TOKEN_FILE, read_output, simple_configs, wanted_for
 
@@ -528,7 +528,7 @@ GPU_READ = (FIXTURES / "live" / "gpu-ready.txt").read_text()
 @pytest.fixture(name="t4_facts")
 def fixture_t4_facts(tmp_path):
     """What gpu_facts reads (sysfs only) on the AWS Tesla T4 host of fixtures/gpu, on Debian."""
-    facts = gpu.gather(build_sysfs("tesla-t4-aws", tmp_path / "sys"), "", str(tmp_path / "dev"))
+    facts = gather(build_sysfs("tesla-t4-aws", tmp_path / "sys"), "", tmp_path / "dev")
     facts["distribution"] = {"id": "debian", "version_id": "12", "family": "Debian"}
     return facts
 
@@ -600,7 +600,7 @@ def test_a_crashing_plugin_and_a_missing_runtime_class_fail(t4_facts):
 
 
 def test_gpu_support_is_skipped_with_the_reason_where_it_does_not_apply(t4_facts, tmp_path):
-    cpu = gpu.gather(build_sysfs("cpu-only-ci", tmp_path / "cpu"), "", str(tmp_path / "dev"))
+    cpu = gather(build_sysfs("cpu-only-ci", tmp_path / "cpu"), "", tmp_path / "dev")
     cpu["distribution"] = {"id": "debian", "version_id": "12", "family": "Debian"}
     cases = [
         (gpu_stack.host_plan(cpu, container_runtime=True), cpu, "no GPU stack on this host (cpu): no GPU: CPU fallback"),

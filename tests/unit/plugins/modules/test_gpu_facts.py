@@ -2,15 +2,20 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """gpu_facts' main() in-process: sysfs, /proc/modules and /dev are temp trees built from the
 captures in fixtures/gpu (see its README.md), and the vendor tools are stand-in scripts in a temp
-PATH that print a captured output, or fail as a tool does without its driver."""
+PATH that print a captured output, or fail as a tool does without its driver. On each of those
+hosts the roles' read (the gpu_read_script filter's script run with sh, parsed by the gpu_read
+filter) must return what the module returns."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
+from ansible.utils.display import Display
 
-from ansible_collections.aicluster.lab.plugins.module_utils import gpu, gpu_stack
+from ansible_collections.aicluster.lab.plugins.filter import gpu as filters
+from ansible_collections.aicluster.lab.plugins.module_utils import gpu, gpu_read, gpu_stack
 from ansible_collections.aicluster.lab.plugins.modules import gpu_facts
 from ansible_collections.aicluster.lab.tests.unit.plugins.module_utils.gpu_sysfs import FIXTURES, build_sysfs
 
@@ -19,7 +24,8 @@ def warnings(result):
     """Warning texts: ansible-core 2.19 returns events, older versions strings, and a process that
     has loaded controller code prints them to stderr instead (see test_libvirt_domain)."""
     found = [w['event']['msg'] if isinstance(w, dict) else w for w in result.get('warnings', [])]
-    return found + [' '.join(line.split()) for line in result.get('_stderr', '').splitlines() if line.strip()]
+    printed = [' '.join(line.split()) for line in result.get('_stderr', '').splitlines() if line.strip()]
+    return found + [line[len('[WARNING]: '):] if line.startswith('[WARNING]: ') else line for line in printed]
 
 
 @pytest.fixture
@@ -124,3 +130,32 @@ def test_distribution_from_os_release(run_module, host, tmp_path, monkeypatch):
     assert run_module(gpu_facts, {})['distribution'] == {'id': 'debian', 'version_id': '12', 'family': 'Debian'}
     monkeypatch.setattr(gpu_stack, 'OS_RELEASE', str(tmp_path / 'missing'))
     assert run_module(gpu_facts, {})['distribution'] == {'id': None, 'version_id': None, 'family': None}
+
+
+def read_with_sh():
+    """The gpu_read filter over the script run with sh on the module's roots and PATH."""
+    script = gpu_read.script(True, gpu.SYSFS_ROOT, gpu.DEV_ROOT, gpu.PROC_MODULES, gpu_stack.OS_RELEASE, tool_dirs=[])
+    done = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=True,
+                          universal_newlines=True, timeout=120)
+    return filters.gpu_read(done.stdout)
+
+
+@pytest.mark.parametrize('dump, tools, modules', [
+    ('cpu-only-ci', None, None),
+    ('tesla-t4-aws', {'nvidia-smi': 'nvidia-smi/tesla-t4.xml'}, 'modules/azure-nvidia-lsmod.txt'),
+    ('tesla-t4-aws', {'nvidia-smi': (9, 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA '
+                                        'driver.')}, None),
+    ('rx6700xt', {'rocm-smi': 'rocm-smi/rx6700xt-rocm612.json'}, None),
+    ('rx6700xt', {'rocm-smi': 'rocm-smi/mi100-rocm602.json'}, None),
+    ('desktop-uhd630-gt1030', None, None),
+])
+def test_the_gpu_read_filter_returns_what_the_module_returns(run_module, host, monkeypatch, dump, tools, modules):
+    # Ansible prints a warning once per process: forget those of the tests before.
+    monkeypatch.setattr(Display(), '_warns', set(), raising=False)
+    host(dump, tools, modules=modules)
+    result = run_module(gpu_facts, {})
+    filtered = read_with_sh()
+    assert filtered.pop('warnings') == warnings(result)
+    for key in ('changed', 'invocation', 'warnings', '_stderr'):
+        result.pop(key, None)
+    assert result == filtered
