@@ -263,7 +263,10 @@ def test_gpu_read_stops_waiting_for_gpus_at_its_bound(k3s, tmp_path):
     found["nodes"] = json.dumps(nodes)
     read = tmp_path / "no-gpus.txt"
     read.write_text("".join(f"### {name}\n{value}\n" for name, value in found.items()))
-    out, rc, calls = k3s("gpu-read.sh.j2", read, k3s_gpu_nodes=["gpu-a"], k3s_probe_wait_s=1)
+    # A bound of 4 s against the script's 5 s between polls: the first poll answers within the
+    # bound even on a busy host (with 1 s, a first poll slower than a second, under load, was
+    # already past it and the script rightly asked only once), the second comes after it.
+    out, rc, calls = k3s("gpu-read.sh.j2", read, k3s_gpu_nodes=["gpu-a"], k3s_probe_wait_s=4)
     assert rc == 0
     polls = [call for call in verbs(calls) if call[2:5] == ["get", "node", "gpu-a"]]
     assert len(polls) == 2  # asked, waited (5 s), asked again past the bound, went on
